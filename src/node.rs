@@ -1,0 +1,273 @@
+//! A running rta-engine node: the decision engine plus what its serving
+//! layers share (taxonomy, where strategies reload from, readiness), and the
+//! start-up of the gRPC and admin HTTP servers on real sockets.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::decision::DecisionEngine;
+use crate::serve::{admin, grpc::RtaGrpc, pb};
+use crate::strategy::{StrategyError, StrategySet};
+use crate::taxonomy::Taxonomy;
+use crate::telemetry;
+
+/// Where the strategy set is loaded and reloaded from.
+#[derive(Debug, Clone)]
+pub enum StrategySource {
+    /// Text built into the binary (the demo strategies).
+    Embedded(&'static str),
+    /// A file, re-read on every reload.
+    File(PathBuf),
+}
+
+impl StrategySource {
+    /// Reads and compiles the set.
+    pub fn load(&self, taxonomy: &Taxonomy) -> Result<StrategySet, StrategyError> {
+        match self {
+            Self::Embedded(text) => {
+                StrategySet::from_toml(text, "<embedded demo strategies>", taxonomy)
+            }
+            Self::File(path) => StrategySet::from_path(path, taxonomy),
+        }
+    }
+}
+
+/// What a successful reload installed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReloadSummary {
+    /// The new set's version.
+    pub version: String,
+    /// Its number of live strategies.
+    pub strategies: usize,
+}
+
+/// State shared by a node's serving layers.
+pub struct Node {
+    /// The decision engine.
+    pub engine: Arc<DecisionEngine>,
+    /// The tag vocabulary.
+    pub taxonomy: Arc<Taxonomy>,
+    /// Where strategies reload from.
+    pub source: StrategySource,
+    ready: AtomicBool,
+}
+
+impl Node {
+    /// A node, not yet ready.
+    pub fn new(
+        engine: Arc<DecisionEngine>,
+        taxonomy: Arc<Taxonomy>,
+        source: StrategySource,
+    ) -> Self {
+        Self {
+            engine,
+            taxonomy,
+            source,
+            ready: AtomicBool::new(false),
+        }
+    }
+
+    /// Compiles the source aside and swaps it in; on error the old set keeps serving.
+    pub fn reload(&self) -> Result<ReloadSummary, StrategyError> {
+        match self.source.load(&self.taxonomy) {
+            Ok(set) => {
+                let summary = ReloadSummary {
+                    version: set.version.clone(),
+                    strategies: set.strategies().len(),
+                };
+                self.engine.swap_strategies(set);
+                metrics::counter!(telemetry::STRATEGY_RELOADS, "result" => "ok").increment(1);
+                tracing::info!(version = %summary.version, strategies = summary.strategies, "strategies reloaded");
+                Ok(summary)
+            }
+            Err(e) => {
+                metrics::counter!(telemetry::STRATEGY_RELOADS, "result" => "error").increment(1);
+                tracing::warn!(error = %e, "strategy reload rejected; the previous set keeps serving");
+                Err(e)
+            }
+        }
+    }
+
+    /// Marks the node ready (or not) for `/readyz`.
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
+    }
+
+    /// Whether `/readyz` says ready.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Publishes index and strategy gauges.
+    pub fn update_gauges(&self) {
+        metrics::gauge!(telemetry::STRATEGIES_LIVE)
+            .set(self.engine.strategies().strategies().len() as f64);
+        let idx = self.engine.index();
+        metrics::gauge!(telemetry::INDEX_USERS).set(idx.users() as f64);
+        metrics::gauge!(telemetry::INDEX_DEVICES).set(idx.devices() as f64);
+        metrics::gauge!(telemetry::INDEX_PROFILE_BYTES).set(idx.profile_heap_bytes() as f64);
+    }
+}
+
+/// How to serve.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// gRPC listen address (port 0 picks a free port).
+    pub grpc_addr: SocketAddr,
+    /// Admin / media HTTP listen address.
+    pub http_addr: SocketAddr,
+    /// Deadline for one gRPC call when the client sends none shorter.
+    pub request_timeout: Duration,
+    /// Most requests in one BatchDecide.
+    pub max_batch: usize,
+}
+
+/// Errors starting the servers.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The reflection service could not be built.
+    #[error("grpc reflection: {0}")]
+    Reflection(String),
+}
+
+/// The servers of a started node.
+pub struct Running {
+    /// Where gRPC listens.
+    pub grpc_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets in-flight requests finish, and waits for both servers.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Binds both listeners and starts serving in the background.
+pub async fn start(node: Arc<Node>, opts: &ServeOptions) -> Result<Running, ServeError> {
+    let grpc_listener =
+        TcpListener::bind(opts.grpc_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: opts.grpc_addr,
+                source,
+            })?;
+    let http_listener =
+        TcpListener::bind(opts.http_addr)
+            .await
+            .map_err(|source| ServeError::Bind {
+                addr: opts.http_addr,
+                source,
+            })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: opts.grpc_addr,
+            source,
+        })?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: opts.http_addr,
+            source,
+        })?;
+    let (shutdown, rx) = watch::channel(false);
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<pb::rta_service_server::RtaServiceServer<RtaGrpc>>()
+        .await;
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder()
+        .build_v1()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    // older tools (grpcurl before 1.9, many IDE plugins) still ask v1alpha
+    let reflection_alpha = reflection_builder()
+        .build_v1alpha()
+        .map_err(|e| ServeError::Reflection(e.to_string()))?;
+    let rta = pb::rta_service_server::RtaServiceServer::new(RtaGrpc::new(
+        node.engine.clone(),
+        opts.max_batch,
+    ))
+    .max_decoding_message_size(4 * 1024 * 1024);
+    let grpc = tonic::transport::Server::builder()
+        .timeout(opts.request_timeout)
+        .tcp_nodelay(true)
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(reflection_alpha)
+        .add_service(rta)
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            wait_for(rx.clone()),
+        );
+    let grpc_task = tokio::spawn(async move {
+        if let Err(e) = grpc.await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    });
+
+    let app = admin::router(node.clone());
+    let http_rx = rx.clone();
+    let http_task = tokio::spawn(async move {
+        let served = axum::serve(http_listener, app).with_graceful_shutdown(wait_for(http_rx));
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+
+    let gauges_node = node.clone();
+    let mut gauges_rx = rx;
+    let gauges_task = tokio::spawn(async move {
+        let handle = telemetry::prometheus();
+        loop {
+            gauges_node.update_gauges();
+            handle.run_upkeep();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                _ = gauges_rx.changed() => break,
+            }
+        }
+    });
+
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        shutdown,
+        tasks: vec![grpc_task, http_task, gauges_task],
+    })
+}
+
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! `UserProfile`: everything the engine knows about one user, packed into one
+//! small heap block so that 100 M users fit a single machine.
+//!
+//! Layout: a 32-byte header (demographics inline, counts) and one `Box<[u32]>`
+//! holding, in order and each sorted for binary search:
+//! device keys (4 words each), tag codes (1 word), per-item states (2 words:
+//! item key, packed 4A/RFM/CLV), and daily behaviour counts (2 words: item
+//! key, packed action/day/count). A profile is immutable once built; changes
+//! go through [`ProfileBuilder`] and replace it whole, which keeps readers
+//! lock-free apart from the index shard lock.
+
+use crate::ids::DeviceKey;
+use crate::taxonomy::TagCode;
+
+/// A calendar day in the engine's business time zone, counted from 2020-01-01.
+pub type Day = u16;
+
+/// Unix day number of 2020-01-01.
+const EPOCH_UNIX_DAY: i64 = 18_262;
+
+/// The [`Day`] of a Unix time, for a time zone `tz_offset_secs` east of UTC.
+pub fn day_of(unix_secs: i64, tz_offset_secs: i32) -> Day {
+    let d = (unix_secs + i64::from(tz_offset_secs)).div_euclid(86_400) - EPOCH_UNIX_DAY;
+    d.clamp(0, i64::from(Day::MAX)) as Day
+}
+
+/// Why a profile could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// Item ids have 30 bits.
+    #[error("item id {0} is larger than {max}", max = ItemKey::MAX_ID)]
+    ItemIdTooLarge(u64),
+    /// A profile holds at most 255 devices, 65535 tags and 255 item states.
+    #[error("too many {0} in one profile")]
+    TooMany(&'static str),
+}
+
+/// What an item id refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    /// A product category (e.g. 1319 infant formula).
+    Category = 0,
+    /// A brand.
+    Brand = 1,
+    /// A single product.
+    Sku = 2,
+}
+
+impl Scope {
+    /// The name used in the audience language and user records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Category => "category",
+            Self::Brand => "brand",
+            Self::Sku => "sku",
+        }
+    }
+
+    /// Parses [`Scope::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Some(match s {
+            "category" => Self::Category,
+            "brand" => Self::Brand,
+            "sku" => Self::Sku,
+            _ => return None,
+        })
+    }
+}
+
+/// A category, brand or SKU: the scope in the top 2 bits, the id in the low 30.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ItemKey(u32);
+
+impl ItemKey {
+    /// The largest item id.
+    pub const MAX_ID: u32 = (1 << 30) - 1;
+
+    /// The key of item `id` in `scope`.
+    pub fn new(scope: Scope, id: u64) -> Result<Self, ProfileError> {
+        if id > u64::from(Self::MAX_ID) {
+            return Err(ProfileError::ItemIdTooLarge(id));
+        }
+        Ok(Self(((scope as u32) << 30) | id as u32))
+    }
+
+    /// The scope of this key.
+    pub fn scope(self) -> Scope {
+        match self.0 >> 30 {
+            0 => Scope::Category,
+            1 => Scope::Brand,
+            _ => Scope::Sku,
+        }
+    }
+
+    /// The item id within its scope.
+    pub fn id(self) -> u32 {
+        self.0 & Self::MAX_ID
+    }
+}
+
+/// An on-site behaviour (or search) a user performed on an item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// Viewed a product page.
+    Browse = 0,
+    /// Searched for the item.
+    Search = 1,
+    /// Added to favourites.
+    Favorite = 2,
+    /// Added to cart.
+    Cart = 3,
+    /// Bought.
+    Buy = 4,
+    /// Shared.
+    Share = 5,
+}
+
+impl Action {
+    /// All actions, in code order.
+    pub const ALL: [Action; 6] = [
+        Self::Browse,
+        Self::Search,
+        Self::Favorite,
+        Self::Cart,
+        Self::Buy,
+        Self::Share,
+    ];
+
+    /// The name used in the audience language (`cart(category 1319, 7d)`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Browse => "browse",
+            Self::Search => "search",
+            Self::Favorite => "favorite",
+            Self::Cart => "cart",
+            Self::Buy => "buy",
+            Self::Share => "share",
+        }
+    }
+
+    /// Parses [`Action::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    fn from_code(c: u32) -> Self {
+        Self::ALL.get(c as usize).copied().unwrap_or(Self::Share)
+    }
+}
+
+/// The 4A relationship of a user with a brand or category.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FourA {
+    /// No relationship known.
+    None = 0,
+    /// Aware 认知: exposed, searched.
+    Aware = 1,
+    /// Appeal 吸引: clicked, browsed, favourited, carted.
+    Appeal = 2,
+    /// Act 行动: bought.
+    Act = 3,
+    /// Advocate 拥护: bought again, shared.
+    Advocate = 4,
+}
+
+impl FourA {
+    /// All states, in order.
+    pub const ALL: [FourA; 5] = [
+        Self::None,
+        Self::Aware,
+        Self::Appeal,
+        Self::Act,
+        Self::Advocate,
+    ];
+
+    /// The name used in the audience language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Aware => "aware",
+            Self::Appeal => "appeal",
+            Self::Act => "act",
+            Self::Advocate => "advocate",
+        }
+    }
+}
+
+/// A three-step tier (RFM components, CLV); `Unknown` when not scored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Not scored.
+    Unknown = 0,
+    /// Low.
+    Low = 1,
+    /// Middle.
+    Mid = 2,
+    /// High.
+    High = 3,
+}
+
+impl Level {
+    /// All levels, in order.
+    pub const ALL: [Level; 4] = [Self::Unknown, Self::Low, Self::Mid, Self::High];
+
+    /// The name used in the audience language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unknown => "unknown",
+            Self::Low => "low",
+            Self::Mid => "mid",
+            Self::High => "high",
+        }
+    }
+}
+
+/// A per-item state field the audience language can compare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StateField {
+    /// The 4A state.
+    FourA,
+    /// RFM recency tier.
+    RfmR,
+    /// RFM frequency tier.
+    RfmF,
+    /// RFM monetary tier.
+    RfmM,
+    /// Predicted customer-lifetime-value tier.
+    Clv,
+}
+
+impl StateField {
+    /// All fields.
+    pub const ALL: [StateField; 5] = [Self::FourA, Self::RfmR, Self::RfmF, Self::RfmM, Self::Clv];
+
+    /// The function name in the audience language (`four_a(brand 8557)`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::FourA => "four_a",
+            Self::RfmR => "rfm_r",
+            Self::RfmF => "rfm_f",
+            Self::RfmM => "rfm_m",
+            Self::Clv => "clv",
+        }
+    }
+
+    /// The names of this field's values, in order of their codes.
+    pub fn value_names(self) -> &'static [&'static str] {
+        match self {
+            Self::FourA => &["none", "aware", "appeal", "act", "advocate"],
+            _ => &["unknown", "low", "mid", "high"],
+        }
+    }
+
+    fn shift(self) -> u32 {
+        4 * self as u32
+    }
+}
+
+/// A user's state with one item: 4A, RFM and CLV, 4 bits each.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ItemState(u32);
+
+impl ItemState {
+    /// The code (see [`StateField::value_names`]) of one field.
+    pub fn get(self, field: StateField) -> u8 {
+        ((self.0 >> field.shift()) & 0xf) as u8
+    }
+
+    /// Returns this state with one field set to `code`.
+    pub fn with(self, field: StateField, code: u8) -> Self {
+        let s = field.shift();
+        Self((self.0 & !(0xf << s)) | (u32::from(code & 0xf) << s))
+    }
+}
+
+/// Demographic attributes, one byte each; 0 means unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Attr {
+    /// 1 male, 2 female.
+    Gender = 0,
+    /// Age in years.
+    Age = 1,
+    /// City tier 1..6.
+    CityTier = 2,
+    /// 1 single, 2 married.
+    Marital = 3,
+    /// 1 no children, 2 has children.
+    Children = 4,
+    /// Education level, ordered.
+    Education = 5,
+    /// Occupation code.
+    Occupation = 6,
+    /// Spend per order in 5-yuan buckets (1 = up to 5 yuan).
+    PurchasingPower = 7,
+}
+
+impl Attr {
+    /// All attributes, in slot order.
+    pub const ALL: [Attr; 8] = [
+        Self::Gender,
+        Self::Age,
+        Self::CityTier,
+        Self::Marital,
+        Self::Children,
+        Self::Education,
+        Self::Occupation,
+        Self::PurchasingPower,
+    ];
+
+    /// The name used in the audience language and user records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Gender => "gender",
+            Self::Age => "age",
+            Self::CityTier => "city_tier",
+            Self::Marital => "marital",
+            Self::Children => "children",
+            Self::Education => "education",
+            Self::Occupation => "occupation",
+            Self::PurchasingPower => "purchasing_power",
+        }
+    }
+
+    /// Parses [`Attr::name`].
+    pub fn from_name(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// Named values (value `i + 1` is `names[i]`) for categorical attributes;
+    /// `None` for numeric ones, which are written as numbers.
+    pub fn value_names(self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Self::Gender => &["male", "female"],
+            Self::Marital => &["single", "married"],
+            Self::Children => &["no", "yes"],
+            Self::Education => &[
+                "junior",
+                "high_school",
+                "college",
+                "bachelor",
+                "master",
+                "doctor",
+            ],
+            Self::Occupation => &[
+                "student",
+                "white_collar",
+                "blue_collar",
+                "self_employed",
+                "civil_servant",
+                "farmer",
+                "retired",
+                "other",
+            ],
+            Self::Age | Self::CityTier | Self::PurchasingPower => return None,
+        })
+    }
+}
+
+/// One day's count of one action on one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BehaviourCount {
+    /// The item acted on.
+    pub item: ItemKey,
+    /// What was done.
+    pub action: Action,
+    /// The day it was done.
+    pub day: Day,
+    /// How often that day (saturates at [`BehaviourCount::MAX`]).
+    pub count: u16,
+}
+
+impl BehaviourCount {
+    /// Counts saturate at 12 bits.
+    pub const MAX: u16 = 4095;
+
+    fn pack(self) -> [u32; 2] {
+        [
+            self.item.0,
+            ((self.action as u32) << 28) | (u32::from(self.day) << 12) | u32::from(self.count),
+        ]
+    }
+
+    fn unpack(w: [u32; 2]) -> Self {
+        Self {
+            item: ItemKey(w[0]),
+            action: Action::from_code(w[1] >> 28),
+            day: ((w[1] >> 12) & 0xffff) as Day,
+            count: (w[1] & 0xfff) as u16,
+        }
+    }
+}
+
+/// A user's profile. Build with [`ProfileBuilder`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserProfile {
+    demographics: [u8; 8],
+    touched: Day,
+    n_tags: u16,
+    n_devices: u8,
+    n_items: u8,
+    words: Box<[u32]>,
+}
+
+impl std::fmt::Debug for UserProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserProfile")
+            .field("demographics", &self.demographics)
+            .field("tags", &self.tags())
+            .field("items", &self.items().count())
+            .field("behaviour", &self.behaviour().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl UserProfile {
+    /// A profile with nothing known (used to evaluate unknown devices).
+    pub fn empty() -> Self {
+        Self {
+            demographics: [0; 8],
+            touched: 0,
+            n_tags: 0,
+            n_devices: 0,
+            n_items: 0,
+            words: Box::new([]),
+        }
+    }
+
+    fn device_end(&self) -> usize {
+        4 * usize::from(self.n_devices)
+    }
+    fn tag_end(&self) -> usize {
+        self.device_end() + usize::from(self.n_tags)
+    }
+    fn item_end(&self) -> usize {
+        self.tag_end() + 2 * usize::from(self.n_items)
+    }
+
+    /// The value of a demographic attribute (0 = unknown).
+    #[inline]
+    pub fn attr(&self, a: Attr) -> u8 {
+        self.demographics[a as usize]
+    }
+
+    /// The day the profile was last changed (for expiry).
+    pub fn touched(&self) -> Day {
+        self.touched
+    }
+
+    /// The devices linked to this user.
+    pub fn devices(&self) -> impl Iterator<Item = DeviceKey> + '_ {
+        self.words[..self.device_end()].chunks_exact(4).map(|w| {
+            let mut k = [0u8; 16];
+            for (i, word) in w.iter().enumerate() {
+                k[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
+            }
+            DeviceKey(k)
+        })
+    }
+
+    /// The user's tags, sorted.
+    #[inline]
+    pub fn tags(&self) -> &[TagCode] {
+        &self.words[self.device_end()..self.tag_end()]
+    }
+
+    /// True if the user holds at least one of `codes`.
+    #[inline]
+    pub fn has_any_tag(&self, codes: &[TagCode]) -> bool {
+        let tags = self.tags();
+        if codes.len() < tags.len() {
+            codes.iter().any(|c| tags.binary_search(c).is_ok())
+        } else {
+            tags.iter().any(|t| codes.binary_search(t).is_ok())
+        }
+    }
+
+    fn item_words(&self) -> &[[u32; 2]] {
+        self.words[self.tag_end()..self.item_end()]
+            .as_chunks::<2>()
+            .0
+    }
+
+    fn behaviour_words(&self) -> &[[u32; 2]] {
+        self.words[self.item_end()..].as_chunks::<2>().0
+    }
+
+    /// The state with `item`, if any is known.
+    #[inline]
+    pub fn item_state(&self, item: ItemKey) -> Option<ItemState> {
+        let w = self.item_words();
+        w.binary_search_by_key(&item.0, |e| e[0])
+            .ok()
+            .map(|i| ItemState(w[i][1]))
+    }
+
+    /// All item states, sorted by item.
+    pub fn items(&self) -> impl Iterator<Item = (ItemKey, ItemState)> + '_ {
+        self.item_words()
+            .iter()
+            .map(|w| (ItemKey(w[0]), ItemState(w[1])))
+    }
+
+    /// All behaviour counts, sorted by item, action, day.
+    pub fn behaviour(&self) -> impl Iterator<Item = BehaviourCount> + '_ {
+        self.behaviour_words()
+            .iter()
+            .map(|w| BehaviourCount::unpack(*w))
+    }
+
+    /// How often `action` was done on `item` on days `from..=to`.
+    #[inline]
+    pub fn count(&self, item: ItemKey, action: Action, from: Day, to: Day) -> u32 {
+        let w = self.behaviour_words();
+        let lo = [item.0, ((action as u32) << 28) | (u32::from(from) << 12)];
+        let start = w.partition_point(|e| *e < lo);
+        let mut n = 0u32;
+        for e in &w[start..] {
+            let b = BehaviourCount::unpack(*e);
+            if e[0] != item.0 || b.action != action || b.day > to {
+                break;
+            }
+            n += u32::from(b.count);
+        }
+        n
+    }
+
+    /// Heap bytes owned by this profile (excluding allocator overhead).
+    pub fn heap_bytes(&self) -> usize {
+        self.words.len() * 4
+    }
+
+    /// A builder holding this profile's contents, to change it.
+    pub fn to_builder(&self) -> ProfileBuilder {
+        ProfileBuilder {
+            demographics: self.demographics,
+            touched: self.touched,
+            devices: self.devices().collect(),
+            tags: self.tags().to_vec(),
+            items: self.items().collect(),
+            behaviour: self.behaviour().collect(),
+        }
+    }
+}
+
+/// Collects a profile's contents in any order, then packs them.
+#[derive(Debug, Clone, Default)]
+pub struct ProfileBuilder {
+    /// Demographic attribute values, indexed by [`Attr`].
+    pub demographics: [u8; 8],
+    /// The day of the last change.
+    pub touched: Day,
+    /// Linked devices.
+    pub devices: Vec<DeviceKey>,
+    /// Tag codes.
+    pub tags: Vec<TagCode>,
+    /// Per-item states; the last one given for an item wins.
+    pub items: Vec<(ItemKey, ItemState)>,
+    /// Daily behaviour counts; counts of the same item, action and day add up.
+    pub behaviour: Vec<BehaviourCount>,
+}
+
+impl ProfileBuilder {
+    /// Sets a demographic attribute.
+    pub fn attr(&mut self, a: Attr, v: u8) -> &mut Self {
+        self.demographics[a as usize] = v;
+        self
+    }
+
+    /// Removes behaviour counts older than `oldest`, to slide windows.
+    pub fn forget_before(&mut self, oldest: Day) -> &mut Self {
+        self.behaviour.retain(|b| b.day >= oldest);
+        self
+    }
+
+    /// Sorts, de-duplicates and packs into a profile.
+    pub fn build(mut self) -> Result<UserProfile, ProfileError> {
+        self.devices.sort();
+        self.devices.dedup();
+        self.tags.sort_unstable();
+        self.tags.dedup();
+        // stable sort keeps input order among equal keys, so the last state wins
+        self.items.sort_by_key(|(k, _)| *k);
+        let mut items: Vec<(ItemKey, ItemState)> = Vec::with_capacity(self.items.len());
+        for (k, s) in self.items {
+            match items.last_mut() {
+                Some(last) if last.0 == k => last.1 = s,
+                _ => items.push((k, s)),
+            }
+        }
+        let mut packed: Vec<[u32; 2]> = self.behaviour.iter().map(|b| b.pack()).collect();
+        packed.sort_unstable();
+        let mut behaviour: Vec<[u32; 2]> = Vec::with_capacity(packed.len());
+        for w in packed {
+            match behaviour.last_mut() {
+                Some(last) if last[0] == w[0] && last[1] >> 12 == w[1] >> 12 => {
+                    let sum = (last[1] & 0xfff) + (w[1] & 0xfff);
+                    last[1] = (last[1] & !0xfff) | sum.min(u32::from(BehaviourCount::MAX));
+                }
+                _ => behaviour.push(w),
+            }
+        }
+        let n_devices =
+            u8::try_from(self.devices.len()).map_err(|_| ProfileError::TooMany("devices"))?;
+        let n_tags = u16::try_from(self.tags.len()).map_err(|_| ProfileError::TooMany("tags"))?;
+        let n_items =
+            u8::try_from(items.len()).map_err(|_| ProfileError::TooMany("item states"))?;
+        let mut words = Vec::with_capacity(
+            4 * self.devices.len() + self.tags.len() + 2 * items.len() + 2 * behaviour.len(),
+        );
+        for d in &self.devices {
+            for c in d.0.chunks_exact(4) {
+                words.push(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            }
+        }
+        words.extend_from_slice(&self.tags);
+        for (k, s) in &items {
+            words.extend_from_slice(&[k.0, s.0]);
+        }
+        for w in &behaviour {
+            words.extend_from_slice(w);
+        }
+        Ok(UserProfile {
+            demographics: self.demographics,
+            touched: self.touched,
+            n_tags,
+            n_devices,
+            n_items,
+            words: words.into_boxed_slice(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(scope: Scope, id: u64) -> ItemKey {
+        ItemKey::new(scope, id).unwrap()
+    }
+
+    #[test]
+    fn header_stays_32_bytes() {
+        assert_eq!(std::mem::size_of::<UserProfile>(), 32);
+    }
+
+    #[test]
+    fn counts_sum_only_the_requested_window_action_and_item() {
+        let c = item(Scope::Category, 1319);
+        let other = item(Scope::Brand, 1319);
+        let mut b = ProfileBuilder::default();
+        for (it, action, day, count) in [
+            (c, Action::Browse, 100, 2),
+            (c, Action::Browse, 103, 5),
+            (c, Action::Browse, 106, 1),
+            (c, Action::Cart, 104, 1),
+            (other, Action::Browse, 104, 9),
+        ] {
+            b.behaviour.push(BehaviourCount {
+                item: it,
+                action,
+                day,
+                count,
+            });
+        }
+        let p = b.build().unwrap();
+        assert_eq!(p.count(c, Action::Browse, 100, 106), 8);
+        assert_eq!(p.count(c, Action::Browse, 101, 105), 5);
+        assert_eq!(p.count(c, Action::Browse, 107, 200), 0);
+        assert_eq!(p.count(c, Action::Cart, 0, 200), 1);
+        assert_eq!(p.count(c, Action::Buy, 0, 200), 0);
+        assert_eq!(p.count(other, Action::Browse, 0, 200), 9);
+    }
+
+    #[test]
+    fn same_day_counts_merge_and_saturate() {
+        let c = item(Scope::Sku, 7);
+        let mut b = ProfileBuilder::default();
+        for n in [4000, 50, 100] {
+            b.behaviour.push(BehaviourCount {
+                item: c,
+                action: Action::Browse,
+                day: 9,
+                count: n,
+            });
+        }
+        let p = b.build().unwrap();
+        assert_eq!(p.behaviour().count(), 1);
+        assert_eq!(p.count(c, Action::Browse, 9, 9), 4095);
+    }
+
+    #[test]
+    fn devices_tags_and_states_round_trip_through_the_builder() {
+        let mut b = ProfileBuilder {
+            devices: vec![DeviceKey([7; 16]), DeviceKey([1; 16]), DeviceKey([7; 16])],
+            tags: vec![(2 << 24) | 3, (1 << 24) | 1],
+            ..Default::default()
+        };
+        let brand = item(Scope::Brand, 8557);
+        b.items
+            .push((brand, ItemState::default().with(StateField::FourA, 1)));
+        b.items
+            .push((brand, ItemState::default().with(StateField::FourA, 3)));
+        b.attr(Attr::Age, 31);
+        let p = b.build().unwrap();
+        assert_eq!(
+            p.devices().collect::<Vec<_>>(),
+            vec![DeviceKey([1; 16]), DeviceKey([7; 16])]
+        );
+        assert_eq!(p.tags(), &[(1 << 24) | 1, (2 << 24) | 3]);
+        assert_eq!(p.item_state(brand).unwrap().get(StateField::FourA), 3);
+        assert_eq!(p.attr(Attr::Age), 31);
+        assert_eq!(p.to_builder().build().unwrap(), p);
+        assert!(p.has_any_tag(&[(2 << 24) | 3]));
+        assert!(!p.has_any_tag(&[(2 << 24) | 4]));
+    }
+
+    #[test]
+    fn item_ids_beyond_30_bits_are_rejected() {
+        assert!(ItemKey::new(Scope::Sku, 1 << 30).is_err());
+        let k = ItemKey::new(Scope::Sku, (1 << 30) - 1).unwrap();
+        assert_eq!((k.scope(), k.id()), (Scope::Sku, (1 << 30) - 1));
+    }
+
+    #[test]
+    fn days_count_from_2020_in_the_business_time_zone() {
+        // 2020-01-01T00:00:00Z is day 0 in UTC; 2019-12-31T20:00Z is day 0 in UTC+8
+        assert_eq!(day_of(1_577_836_800, 0), 0);
+        assert_eq!(day_of(1_577_836_800 - 4 * 3600, 8 * 3600), 0);
+        assert_eq!(day_of(1_577_836_800 + 86_400, 0), 1);
+        assert_eq!(day_of(0, 0), 0);
+    }
+}

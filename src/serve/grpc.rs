@@ -1,0 +1,190 @@
+//! gRPC `rta.v1.RtaService`: Decide and BatchDecide.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tonic::{Request, Response, Status};
+
+use super::InvalidRequest;
+use super::limits::*;
+use super::pb;
+use crate::decision::{Decision, DecisionEngine, DecisionRequest};
+use crate::ids::{DeviceIdKind, DeviceKey};
+use crate::strategy::Os;
+use crate::telemetry;
+
+/// The gRPC service over a decision engine.
+#[derive(Clone)]
+pub struct RtaGrpc {
+    engine: Arc<DecisionEngine>,
+    max_batch: usize,
+}
+
+impl RtaGrpc {
+    /// A service answering from `engine`; batches above `max_batch` are rejected.
+    pub fn new(engine: Arc<DecisionEngine>, max_batch: usize) -> Self {
+        Self { engine, max_batch }
+    }
+
+    fn decide_one(
+        &self,
+        req: &pb::DecideRequest,
+        field_prefix: &str,
+        api: &'static str,
+    ) -> Result<pb::DecideResponse, InvalidRequest> {
+        let started = Instant::now();
+        let parsed = parse_request(req, field_prefix).inspect_err(|e| e.count(api))?;
+        let only: Vec<&str> = req.strategy_ids.iter().map(String::as_str).collect();
+        let decision = self.engine.decide(&DecisionRequest {
+            devices: &parsed.devices,
+            os: parsed.os,
+            experiments: &req.experiment_ids,
+            only_strategies: &only,
+        });
+        let elapsed = started.elapsed();
+        metrics::counter!(telemetry::DECIDE_REQUESTS, "api" => api, "outcome" => decision.outcome)
+            .increment(1);
+        metrics::histogram!(telemetry::DECIDE_DURATION, "api" => api).record(elapsed.as_secs_f64());
+        Ok(to_response(&req.request_id, decision, elapsed.as_micros()))
+    }
+}
+
+struct Parsed {
+    devices: Vec<DeviceKey>,
+    os: Os,
+}
+
+fn parse_request(req: &pb::DecideRequest, prefix: &str) -> Result<Parsed, InvalidRequest> {
+    if req.request_id.len() > MAX_REQUEST_ID {
+        return Err(InvalidRequest::new(
+            "request_id",
+            format!("{prefix}request_id"),
+            format!("longer than {MAX_REQUEST_ID} bytes"),
+        ));
+    }
+    if req.device_ids.len() > MAX_DEVICE_IDS {
+        return Err(InvalidRequest::new(
+            "device_ids",
+            format!("{prefix}device_ids"),
+            format!("more than {MAX_DEVICE_IDS} ids"),
+        ));
+    }
+    if req.strategy_ids.len() > MAX_STRATEGY_FILTER {
+        return Err(InvalidRequest::new(
+            "strategy_ids",
+            format!("{prefix}strategy_ids"),
+            format!("more than {MAX_STRATEGY_FILTER} ids"),
+        ));
+    }
+    if req.experiment_ids.len() > MAX_EXPERIMENTS {
+        return Err(InvalidRequest::new(
+            "experiment_ids",
+            format!("{prefix}experiment_ids"),
+            format!("more than {MAX_EXPERIMENTS} ids"),
+        ));
+    }
+    if req.media_id.len() > MAX_MEDIA_ID || req.slot_id.len() > MAX_MEDIA_ID {
+        return Err(InvalidRequest::new(
+            "media_id",
+            format!("{prefix}media_id"),
+            format!("media_id and slot_id are at most {MAX_MEDIA_ID} bytes"),
+        ));
+    }
+    let mut devices = Vec::with_capacity(req.device_ids.len());
+    for (i, d) in req.device_ids.iter().enumerate() {
+        let field = || format!("{prefix}device_ids[{i}]");
+        let kind = pb::DeviceIdType::try_from(d.r#type).map_err(|_| {
+            InvalidRequest::new(
+                "device_ids.type",
+                format!("{}.type", field()),
+                format!("unknown device id type {}", d.r#type),
+            )
+        })?;
+        let key = match kind {
+            pb::DeviceIdType::Unspecified => {
+                return Err(InvalidRequest::new(
+                    "device_ids.type",
+                    format!("{}.type", field()),
+                    "device id type is required",
+                ));
+            }
+            pb::DeviceIdType::OaidRaw => DeviceKey::from_raw(DeviceIdKind::Oaid, &d.value),
+            _ => DeviceKey::from_md5_hex(&d.value),
+        }
+        .map_err(|e| {
+            InvalidRequest::new(
+                "device_ids.value",
+                format!("{}.value", field()),
+                e.to_string(),
+            )
+        })?;
+        devices.push(key);
+    }
+    let os = match pb::Os::try_from(req.os) {
+        Ok(pb::Os::Android) => Os::Android,
+        Ok(pb::Os::Ios) => Os::Ios,
+        Ok(pb::Os::Harmony) => Os::Harmony,
+        Ok(pb::Os::Other) => Os::Other,
+        Ok(pb::Os::Unspecified) => Os::Unknown,
+        Err(_) => {
+            return Err(InvalidRequest::new(
+                "os",
+                format!("{prefix}os"),
+                format!("unknown os {}", req.os),
+            ));
+        }
+    };
+    Ok(Parsed { devices, os })
+}
+
+fn to_response(request_id: &str, d: Decision, micros: u128) -> pb::DecideResponse {
+    pb::DecideResponse {
+        request_id: request_id.to_string(),
+        take: d.take,
+        matches: d
+            .matches
+            .into_iter()
+            .map(|m| pb::MatchedStrategy {
+                strategy_id: m.strategy_id.to_string(),
+                target_id: m.target_id.to_string(),
+                bid_factor: m.bid_factor,
+                pctr: m.pctr,
+                pcvr: m.pcvr,
+            })
+            .collect(),
+        cache_seconds: d.cache_seconds,
+        processing_time_us: u32::try_from(micros).unwrap_or(u32::MAX),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::rta_service_server::RtaService for RtaGrpc {
+    async fn decide(
+        &self,
+        request: Request<pb::DecideRequest>,
+    ) -> Result<Response<pb::DecideResponse>, Status> {
+        let req = request.into_inner();
+        Ok(Response::new(self.decide_one(&req, "", "grpc")?))
+    }
+
+    async fn batch_decide(
+        &self,
+        request: Request<pb::BatchDecideRequest>,
+    ) -> Result<Response<pb::BatchDecideResponse>, Status> {
+        let batch = request.into_inner();
+        if batch.requests.len() > self.max_batch {
+            let e = InvalidRequest::new(
+                "requests",
+                "requests",
+                format!("more than {} requests in one batch", self.max_batch),
+            );
+            e.count("grpc_batch");
+            return Err(e.into());
+        }
+        let mut responses = Vec::with_capacity(batch.requests.len());
+        for (i, req) in batch.requests.iter().enumerate() {
+            responses.push(self.decide_one(req, &format!("requests[{i}]."), "grpc_batch")?);
+        }
+        Ok(Response::new(pb::BatchDecideResponse { responses }))
+    }
+}

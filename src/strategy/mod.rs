@@ -1,0 +1,465 @@
+//! Strategies: who to target and how much more they are worth.
+//!
+//! A strategy file (TOML) lists strategies, each with an audience written in
+//! the audience language (see [`lang`]). Loading parses and type-checks every
+//! audience, compiles it ([`compile`]) and builds a [`Matcher`] over the set.
+//! The result, a [`StrategySet`], is immutable: reloads build a new set beside
+//! the serving one and swap it in atomically, so a bad file never replaces a
+//! good set.
+
+pub mod compile;
+pub mod lang;
+pub mod matcher;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+pub use compile::{EvalContext, Expr, Os};
+pub use matcher::{LinearMatcher, Matcher};
+
+use crate::taxonomy::Taxonomy;
+
+/// The strategies shipped for `demo`: one per strategy template in the domain brief.
+pub const DEMO_STRATEGIES: &str = include_str!("../../deploy/demo/strategies.toml");
+
+/// The media's accepted range for bid factors (Tencent `user_weight_factor`).
+pub const BID_FACTOR_RANGE: std::ops::RangeInclusive<f64> = 0.2..=5.0;
+
+/// The most strategies one file may hold.
+pub const MAX_STRATEGIES: usize = 100_000;
+
+/// Why a strategy file was rejected. Positions are lines and columns of the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// The file is not valid TOML of the expected shape.
+    #[error("{source_name}: {message}")]
+    File {
+        /// The file's name.
+        source_name: String,
+        /// The TOML error.
+        message: String,
+    },
+    /// An audience does not parse or does not type-check.
+    #[error("{source_name}:{line}:{col}: strategy `{strategy}`: {message}")]
+    Audience {
+        /// The file's name.
+        source_name: String,
+        /// The strategy's id.
+        strategy: String,
+        /// Line in the file.
+        line: u32,
+        /// Column in the file.
+        col: u32,
+        /// What is wrong.
+        message: String,
+    },
+    /// A strategy's other fields are invalid.
+    #[error("{source_name}: strategy `{strategy}`: {message}")]
+    Invalid {
+        /// The file's name.
+        source_name: String,
+        /// The strategy's id.
+        strategy: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("{source_name}: {source}")]
+    Io {
+        /// The file's name.
+        source_name: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// How long media may cache answers (seconds), by kind of answer.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CachePolicy {
+    /// When at least one strategy matched.
+    pub matched_seconds: u32,
+    /// When a known user matched nothing.
+    pub unmatched_seconds: u32,
+    /// When no id resolved to a known user (doubtful-only requests get 0).
+    pub unknown_device_seconds: u32,
+}
+
+impl Default for CachePolicy {
+    fn default() -> Self {
+        Self {
+            matched_seconds: 300,
+            unmatched_seconds: 600,
+            unknown_device_seconds: 1800,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyFile {
+    /// A label for this version of the file, shown by the admin API.
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default)]
+    cache: CachePolicy,
+    #[serde(rename = "strategy", default)]
+    strategies: Vec<StrategyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrategyEntry {
+    id: String,
+    target_id: String,
+    #[serde(default = "one")]
+    bid_factor: f64,
+    #[serde(default)]
+    description: String,
+    audience: toml::Spanned<String>,
+    #[serde(default)]
+    match_unknown_devices: bool,
+    #[serde(default = "yes")]
+    enabled: bool,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn yes() -> bool {
+    true
+}
+
+/// One top-level condition of an audience (audiences are conjunctions of clauses).
+#[derive(Debug, Clone)]
+pub struct Clause {
+    /// The clause as written, for explanations.
+    pub text: String,
+    /// The compiled clause.
+    pub expr: Expr,
+}
+
+/// A compiled strategy.
+#[derive(Debug, Clone)]
+pub struct Strategy {
+    /// Our id, unique in the set.
+    pub id: Arc<str>,
+    /// The id the media knows it by (Tencent `out_target_id`).
+    pub target_id: Arc<str>,
+    /// Bid factor for matched traffic, within [`BID_FACTOR_RANGE`].
+    pub bid_factor: f64,
+    /// What the strategy is for, for operators.
+    pub description: String,
+    /// The audience as written.
+    pub audience: String,
+    /// The audience's top-level clauses; all must hold.
+    pub clauses: Box<[Clause]>,
+    /// Whether devices with no profile are evaluated (against an empty profile).
+    pub match_unknown_devices: bool,
+}
+
+impl Strategy {
+    /// Whether the context satisfies this strategy.
+    #[inline]
+    pub fn matches(&self, ctx: &EvalContext<'_>) -> bool {
+        (ctx.known_user || self.match_unknown_devices)
+            && self.clauses.iter().all(|c| c.expr.eval(ctx))
+    }
+
+    /// The first clause the context fails, or `None` when it matches.
+    pub fn first_failing_clause(&self, ctx: &EvalContext<'_>) -> Option<&str> {
+        if !ctx.known_user && !self.match_unknown_devices {
+            return Some("(device unknown; strategy does not match unknown devices)");
+        }
+        self.clauses
+            .iter()
+            .find(|c| !c.expr.eval(ctx))
+            .map(|c| c.text.as_str())
+    }
+}
+
+/// An immutable, compiled set of strategies with its matcher.
+pub struct StrategySet {
+    /// The file's version label (or a content hash when it has none).
+    pub version: String,
+    /// Cache hints.
+    pub cache: CachePolicy,
+    strategies: Vec<Strategy>,
+    by_id: HashMap<Arc<str>, u32>,
+    matcher: Box<dyn Matcher>,
+}
+
+impl std::fmt::Debug for StrategySet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StrategySet")
+            .field("version", &self.version)
+            .field("strategies", &self.strategies.len())
+            .finish()
+    }
+}
+
+impl StrategySet {
+    /// Parses, checks and compiles a strategy file. `source_name` appears in errors.
+    pub fn from_toml(
+        src: &str,
+        source_name: &str,
+        taxonomy: &Taxonomy,
+    ) -> Result<Self, StrategyError> {
+        let file: StrategyFile = toml::from_str(src).map_err(|e| StrategyError::File {
+            source_name: source_name.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        if file.strategies.len() > MAX_STRATEGIES {
+            return Err(StrategyError::File {
+                source_name: source_name.to_string(),
+                message: format!("more than {MAX_STRATEGIES} strategies"),
+            });
+        }
+        let mut strategies = Vec::with_capacity(file.strategies.len());
+        let mut by_id = HashMap::new();
+        for entry in file.strategies {
+            let invalid = |message: String| StrategyError::Invalid {
+                source_name: source_name.to_string(),
+                strategy: entry.id.clone(),
+                message,
+            };
+            if entry.id.is_empty()
+                || entry.id.len() > 64
+                || !entry
+                    .id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+            {
+                return Err(invalid(
+                    "id must be 1-64 characters of [A-Za-z0-9_.-]".to_string(),
+                ));
+            }
+            if entry.target_id.is_empty() || entry.target_id.len() > 64 {
+                return Err(invalid("target_id must be 1-64 characters".to_string()));
+            }
+            if !BID_FACTOR_RANGE.contains(&entry.bid_factor) {
+                return Err(invalid(format!(
+                    "bid_factor {} is outside the media's range {}..={}",
+                    entry.bid_factor,
+                    BID_FACTOR_RANGE.start(),
+                    BID_FACTOR_RANGE.end()
+                )));
+            }
+            let text = entry.audience.get_ref();
+            let to_file_pos = |e: lang::LangError| {
+                let (line, col) = file_position(src, entry.audience.span(), e.pos);
+                StrategyError::Audience {
+                    source_name: source_name.to_string(),
+                    strategy: entry.id.clone(),
+                    line,
+                    col,
+                    message: e.message,
+                }
+            };
+            let ast = lang::parse(text).map_err(to_file_pos)?;
+            let clauses = split_clauses(&ast, text)
+                .into_iter()
+                .map(|(ast, text)| {
+                    Ok(Clause {
+                        text,
+                        expr: compile::compile(ast, taxonomy)?,
+                    })
+                })
+                .collect::<Result<Box<[Clause]>, lang::LangError>>()
+                .map_err(to_file_pos)?;
+            if !entry.enabled {
+                continue;
+            }
+            let id: Arc<str> = Arc::from(entry.id.as_str());
+            if by_id.insert(id.clone(), strategies.len() as u32).is_some() {
+                return Err(invalid("duplicate strategy id".to_string()));
+            }
+            strategies.push(Strategy {
+                id,
+                target_id: Arc::from(entry.target_id.as_str()),
+                bid_factor: entry.bid_factor,
+                description: entry.description,
+                audience: text.trim().to_string(),
+                clauses,
+                match_unknown_devices: entry.match_unknown_devices,
+            });
+        }
+        let version = file
+            .version
+            .unwrap_or_else(|| format!("sha-{:016x}", fnv1a(src.as_bytes())));
+        let matcher = Box::new(LinearMatcher::new(&strategies));
+        Ok(Self {
+            version,
+            cache: file.cache,
+            strategies,
+            by_id,
+            matcher,
+        })
+    }
+
+    /// Reads and compiles a strategy file from disk.
+    pub fn from_path(path: &std::path::Path, taxonomy: &Taxonomy) -> Result<Self, StrategyError> {
+        let name = path.display().to_string();
+        let src = std::fs::read_to_string(path).map_err(|source| StrategyError::Io {
+            source_name: name.clone(),
+            source,
+        })?;
+        Self::from_toml(&src, &name, taxonomy)
+    }
+
+    /// The strategies, in file order.
+    pub fn strategies(&self) -> &[Strategy] {
+        &self.strategies
+    }
+
+    /// The position of a strategy id in [`StrategySet::strategies`].
+    pub fn index_of(&self, id: &str) -> Option<u32> {
+        self.by_id.get(id).copied()
+    }
+
+    /// Appends to `out` the indexes of matching strategies, ascending; when
+    /// `only` is given (sorted indexes), only those are considered.
+    #[inline]
+    pub fn matching(&self, ctx: &EvalContext<'_>, only: Option<&[u32]>, out: &mut Vec<u32>) {
+        self.matcher.matching(&self.strategies, ctx, only, out);
+    }
+}
+
+/// Splits a top-level conjunction into its clauses with their source text.
+fn split_clauses<'a>(ast: &'a lang::Ast, text: &str) -> Vec<(&'a lang::Ast, String)> {
+    match ast {
+        lang::Ast::And(items) => items
+            .iter()
+            .map(|c| (&c.ast, clean_clause(text.get(c.span.clone()).unwrap_or(""))))
+            .collect(),
+        _ => vec![(ast, clean_clause(text))],
+    }
+}
+
+fn clean_clause(t: &str) -> String {
+    t.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Maps a position inside an audience string to a line and column of the file.
+fn file_position(src: &str, span: std::ops::Range<usize>, pos: lang::Pos) -> (u32, u32) {
+    let raw = src.get(span.clone()).unwrap_or("");
+    // where the string's content starts: after the quotes, and after the newline
+    // that TOML drops right after an opening triple quote
+    let (content_start, verbatim) = if let Some(r) = raw.strip_prefix("'''") {
+        let nl = if r.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(r.starts_with('\n'))
+        };
+        (3 + nl, true)
+    } else if let Some(r) = raw.strip_prefix("\"\"\"") {
+        let nl = if r.starts_with("\r\n") {
+            2
+        } else {
+            usize::from(r.starts_with('\n'))
+        };
+        (3 + nl, !raw.contains('\\'))
+    } else {
+        (1, raw.starts_with('\'') || !raw.contains('\\'))
+    };
+    let before = &src[..span.start.min(src.len())];
+    let start_line = before.matches('\n').count() as u32 + 1;
+    let start_col = before.rsplit('\n').next().unwrap_or("").chars().count() as u32 + 1;
+    if !verbatim {
+        // escapes shift offsets; point at the string's start instead of guessing
+        return (start_line, start_col);
+    }
+    let abs = (span.start + content_start + pos.offset).min(src.len());
+    let upto = &src[..abs];
+    let line = upto.matches('\n').count() as u32 + 1;
+    let col = upto.rsplit('\n').next().unwrap_or("").chars().count() as u32 + 1;
+    (line, col)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<StrategySet, StrategyError> {
+        StrategySet::from_toml(src, "s.toml", &Taxonomy::default_taxonomy())
+    }
+
+    #[test]
+    fn demo_strategies_compile() {
+        let set = load(DEMO_STRATEGIES).unwrap();
+        assert!(set.strategies().len() >= 6);
+    }
+
+    #[test]
+    fn audience_errors_name_strategy_file_line_and_column() {
+        let src = "[[strategy]]\nid = \"s1\"\ntarget_id = \"1\"\naudience = '''\ntarget_group in {urban_family}\n  and cart(category 1319, 7d) >= lots\n'''\n";
+        let e = load(src).unwrap_err();
+        let StrategyError::Audience {
+            strategy,
+            line,
+            col,
+            ..
+        } = &e
+        else {
+            panic!("{e}")
+        };
+        assert_eq!(strategy, "s1");
+        assert_eq!((*line, *col), (6, 34), "{e}");
+        assert!(
+            e.to_string().starts_with("s.toml:6:34: strategy `s1`:"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn single_line_audience_positions_are_exact() {
+        let src = "[[strategy]]\nid = \"s2\"\ntarget_id = \"1\"\naudience = \"age >= old\"\n";
+        let e = load(src).unwrap_err();
+        assert!(e.to_string().starts_with("s.toml:4:20:"), "{e}");
+    }
+
+    #[test]
+    fn bid_factor_outside_media_bounds_is_rejected() {
+        let src = "[[strategy]]\nid = \"s\"\ntarget_id = \"1\"\nbid_factor = 9.0\naudience = \"age >= 1\"\n";
+        assert!(matches!(load(src), Err(StrategyError::Invalid { .. })));
+    }
+
+    #[test]
+    fn duplicate_ids_and_unknown_fields_are_rejected() {
+        let one = "[[strategy]]\nid = \"s\"\ntarget_id = \"1\"\naudience = \"age >= 1\"\n";
+        assert!(load(&format!("{one}{one}")).is_err());
+        let typo = "[[strategy]]\nid = \"s\"\ntarget_id = \"1\"\naudiense = \"age >= 1\"\n";
+        assert!(matches!(load(typo), Err(StrategyError::File { .. })));
+    }
+
+    #[test]
+    fn clauses_keep_their_source_text() {
+        let src = "[[strategy]]\nid = \"s\"\ntarget_id = \"1\"\naudience = '''\nage >= 26 # adults\n  and (os == ios or os == android)\n  and not buy(brand 1, 30d)\n'''\n";
+        let set = load(src).unwrap();
+        let texts: Vec<_> = set.strategies()[0]
+            .clauses
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect();
+        assert_eq!(
+            texts,
+            [
+                "age >= 26",
+                "(os == ios or os == android)",
+                "not buy(brand 1, 30d)"
+            ]
+        );
+    }
+}

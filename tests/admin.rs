@@ -1,0 +1,237 @@
+//! Admin HTTP: health, readiness, metrics, strategies and reload, users, explain.
+
+mod common;
+
+use common::*;
+use rta_engine::node::StrategySource;
+use rta_engine::serve::pb;
+
+const STRATEGY_A: &str = r#"
+version = "a"
+[[strategy]]
+id = "families"
+target_id = "1"
+audience = "target_group in {urban_family, town_family}"
+"#;
+
+const STRATEGY_B: &str = r#"
+version = "b"
+[[strategy]]
+id = "gen_z"
+target_id = "2"
+audience = "target_group == urban_gen_z"
+"#;
+
+const STRATEGY_BROKEN: &str = r#"
+version = "broken"
+[[strategy]]
+id = "typo"
+target_id = "3"
+audience = '''
+target_group == urban_gen_z
+  and cart(category 1319, 7d) >= many
+'''
+"#;
+
+async fn decide_user_1(node: &TestNode) -> Vec<String> {
+    let mut client = node.client().await;
+    let resp = client
+        .decide(request(
+            "r",
+            vec![device(
+                pb::DeviceIdType::ImeiMd5,
+                imei_md5("860000000000001"),
+            )],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    matched_ids(&resp)
+}
+
+#[tokio::test]
+async fn reload_swaps_a_good_file_in_and_keeps_serving_on_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strategies.toml");
+    std::fs::write(&path, STRATEGY_A).unwrap();
+    let node = start_with(StrategySource::File(path.clone())).await;
+    let http = reqwest::Client::new();
+    assert_eq!(decide_user_1(&node).await, ["families"]);
+
+    std::fs::write(&path, STRATEGY_BROKEN).unwrap();
+    let resp = http
+        .post(node.http_url("/strategies/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let err = body["error"].as_str().unwrap();
+    assert!(
+        err.contains("strategies.toml:8:34: strategy `typo`"),
+        "{err}"
+    );
+    // the old set still serves
+    assert_eq!(decide_user_1(&node).await, ["families"]);
+    let listed: serde_json::Value = http
+        .get(node.http_url("/strategies"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["version"], "a");
+
+    std::fs::write(&path, STRATEGY_B).unwrap();
+    let resp = http
+        .post(node.http_url("/strategies/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let summary: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(
+        (summary["version"].as_str(), summary["strategies"].as_u64()),
+        (Some("b"), Some(1))
+    );
+    assert_eq!(decide_user_1(&node).await, Vec::<String>::new());
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn users_endpoint_shows_the_profile_by_any_device_id() {
+    let node = start_golden().await;
+    let http = reqwest::Client::new();
+    let by_oaid = http
+        .get(node.http_url(&format!("/users/{}", plain_md5("oaid-of-user-7"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_oaid.status(), 200);
+    let rec: serde_json::Value = by_oaid.json().await.unwrap();
+    assert_eq!(rec["user_id"], 7);
+    assert_eq!(rec["tags"]["target_group"][0], "town_family");
+    assert_eq!(rec["demographics"]["children"], "yes");
+    assert_eq!(rec["devices"].as_array().unwrap().len(), 2);
+    assert_eq!(rec["behaviour"][0]["days_ago"], 15);
+
+    let unknown = http
+        .get(node.http_url(&format!("/users/{}", plain_md5("nobody"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let malformed = http.get(node.http_url("/users/xyz")).send().await.unwrap();
+    assert_eq!(malformed.status(), 400);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn explain_names_the_first_failing_clause_per_strategy() {
+    let node = start_golden().await;
+    let http = reqwest::Client::new();
+    let url = node.http_url(&format!(
+        "/explain?device={}&os=android",
+        imei_md5("860000000000003")
+    ));
+    let exp: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(exp["user_id"], 3);
+    assert_eq!(exp["decision"]["take"], false);
+    let verdicts = exp["verdicts"].as_array().unwrap();
+    let formula = verdicts
+        .iter()
+        .find(|v| v["strategy_id"] == "high_intent_formula")
+        .unwrap();
+    assert_eq!(formula["matched"], false);
+    assert_eq!(formula["failed_clause"], "cart(category 1319, 7d)");
+    let fitness = verdicts
+        .iter()
+        .find(|v| v["strategy_id"] == "goal_urban_fitness")
+        .unwrap();
+    assert_eq!(
+        fitness["failed_clause"],
+        "target_group in {urban_gen_z, urban_middle_class}"
+    );
+
+    let url = node.http_url(&format!("/explain?device={}", imei_md5("860000000000005")));
+    let exp: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
+    let fitness = exp["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["strategy_id"] == "goal_urban_fitness")
+        .unwrap();
+    assert_eq!(
+        (
+            fitness["matched"].as_bool(),
+            fitness["failed_clause"].is_null()
+        ),
+        (Some(true), true)
+    );
+
+    let bad = http
+        .get(node.http_url("/explain?device=nothex&os=android"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served_on_the_admin_port() {
+    let node = start_golden().await;
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(node.http_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(node.http_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    node.node.set_ready(false);
+    assert_eq!(
+        http.get(node.http_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    node.node.set_ready(true);
+
+    // one decision so that request counters and the histogram exist
+    assert_eq!(decide_user_1(&node).await, ["high_intent_formula"]);
+    let text = http
+        .get(node.http_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "rta_decide_requests_total{api=\"grpc\",outcome=\"take\"}",
+        "rta_decide_duration_seconds_bucket{api=\"grpc\",le=",
+        "rta_strategy_matches_total{strategy=\"high_intent_formula\"}",
+        "rta_index_users 10",
+        "rta_strategies 7",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+    if let Ok(dir) = std::env::var("RTA_METRICS_DUMP_DIR") {
+        // .ci/run checks this file with promtool
+        std::fs::write(std::path::Path::new(&dir).join("metrics.prom"), &text).unwrap();
+    }
+    node.running.shutdown().await;
+}

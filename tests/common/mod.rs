@@ -1,0 +1,112 @@
+//! Shared harness: starts a real node on free loopback ports.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use md5::{Digest, Md5};
+use rta_engine::decision::{Clock, DecisionEngine};
+use rta_engine::index::UserIndex;
+use rta_engine::node::{self, Node, Running, ServeOptions, StrategySource};
+use rta_engine::record::UserRecord;
+use rta_engine::serve::pb;
+use rta_engine::strategy::DEMO_STRATEGIES;
+use rta_engine::taxonomy::Taxonomy;
+
+/// The day the golden population is evaluated on.
+pub const TODAY: u16 = 2000;
+
+pub const GOLDEN_USERS: &str = include_str!("../fixtures/golden_users.jsonl");
+
+pub struct TestNode {
+    pub running: Running,
+    pub node: Arc<Node>,
+}
+
+impl TestNode {
+    pub fn grpc_url(&self) -> String {
+        format!("http://{}", self.running.grpc_addr)
+    }
+    pub fn http_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.running.http_addr, path)
+    }
+    pub async fn client(
+        &self,
+    ) -> pb::rta_service_client::RtaServiceClient<tonic::transport::Channel> {
+        pb::rta_service_client::RtaServiceClient::connect(self.grpc_url())
+            .await
+            .expect("connect to the node")
+    }
+}
+
+/// Loads JSON-lines user records into a fresh index.
+pub fn index_from(records: &str, taxonomy: &Taxonomy) -> UserIndex {
+    let idx = UserIndex::default();
+    for line in records.lines().filter(|l| !l.trim().is_empty()) {
+        let rec: UserRecord = serde_json::from_str(line).expect("fixture line parses");
+        let p = rec
+            .to_profile(taxonomy, TODAY)
+            .expect("fixture line is valid");
+        idx.upsert(rec.user_id, p).expect("fixture fits");
+    }
+    idx
+}
+
+/// Starts a node over the golden population with the given strategy source.
+pub async fn start_with(source: StrategySource) -> TestNode {
+    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
+    let index = Arc::new(index_from(GOLDEN_USERS, &taxonomy));
+    let set = source.load(&taxonomy).expect("strategies load");
+    let engine = Arc::new(DecisionEngine::new(index, set, Clock::Fixed(TODAY)));
+    let node = Arc::new(Node::new(engine, taxonomy, source));
+    let opts = ServeOptions {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        request_timeout: Duration::from_secs(5),
+        max_batch: 100,
+    };
+    let running = node::start(node.clone(), &opts).await.expect("node starts");
+    node.set_ready(true);
+    TestNode { running, node }
+}
+
+/// Starts a node over the golden population with the demo strategies.
+pub async fn start_golden() -> TestNode {
+    start_with(StrategySource::Embedded(DEMO_STRATEGIES)).await
+}
+
+/// lower(md5(lower(imei))), computed independently of the engine's own hashing.
+pub fn imei_md5(imei: &str) -> String {
+    hex::encode(Md5::digest(imei.to_lowercase().as_bytes()))
+}
+
+/// lower(md5(upper(idfa))).
+pub fn idfa_md5(idfa: &str) -> String {
+    hex::encode(Md5::digest(idfa.to_uppercase().as_bytes()))
+}
+
+/// lower(md5(x)).
+pub fn plain_md5(x: &str) -> String {
+    hex::encode(Md5::digest(x.as_bytes()))
+}
+
+pub fn device(t: pb::DeviceIdType, value: impl Into<String>) -> pb::DeviceId {
+    pb::DeviceId {
+        r#type: t as i32,
+        value: value.into(),
+    }
+}
+
+pub fn request(id: &str, devices: Vec<pb::DeviceId>) -> pb::DecideRequest {
+    pb::DecideRequest {
+        request_id: id.to_string(),
+        device_ids: devices,
+        os: pb::Os::Android as i32,
+        ..Default::default()
+    }
+}
+
+pub fn matched_ids(r: &pb::DecideResponse) -> Vec<String> {
+    r.matches.iter().map(|m| m.strategy_id.clone()).collect()
+}

@@ -1,0 +1,357 @@
+//! `rta.v1.RtaService` through a real socket with a real tonic client.
+
+mod common;
+
+use common::*;
+use rta_engine::serve::pb;
+use tonic::Code;
+
+use pb::DeviceIdType as T;
+
+/// Expected answers for the golden population, worked out by hand
+/// (tests/fixtures/README.md has the reasoning per user).
+fn golden_expectations() -> Vec<(u64, pb::DeviceId, Vec<&'static str>)> {
+    let imei = |n: u64| device(T::ImeiMd5, imei_md5(&format!("86{n:013}")));
+    vec![
+        (1, imei(1), vec!["high_intent_formula"]),
+        (2, imei(2), vec!["repurchase_diapers"]),
+        (3, imei(3), vec![]),
+        (4, imei(4), vec!["high_intent_phone_browsers"]),
+        (
+            5,
+            imei(5),
+            vec!["new_customer_skincare", "goal_urban_fitness"],
+        ),
+        (6, imei(6), vec![]),
+        (
+            7,
+            imei(7),
+            vec![
+                "new_customer_brand_cross_category",
+                "new_customer_diapers_to_formula",
+            ],
+        ),
+        (
+            8,
+            imei(8),
+            vec!["repurchase_diapers", "new_customer_diapers_to_formula"],
+        ),
+        (
+            9,
+            device(T::IdfaMd5, idfa_md5("6d92078a-8246-4ba4-ae5b-76104861e7dc")),
+            vec!["goal_urban_fitness"],
+        ),
+        (10, imei(10), vec![]),
+    ]
+}
+
+#[tokio::test]
+async fn decide_answers_the_golden_population_as_worked_out_by_hand() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    for (user, dev, expected) in golden_expectations() {
+        let resp = client
+            .decide(request(&format!("golden-{user}"), vec![dev]))
+            .await
+            .unwrap_or_else(|s| panic!("user {user}: {s}"))
+            .into_inner();
+        assert_eq!(matched_ids(&resp), expected, "user {user}");
+        assert_eq!(resp.take, !expected.is_empty(), "user {user}");
+        assert_eq!(resp.request_id, format!("golden-{user}"));
+        let expected_cache = if expected.is_empty() { 600 } else { 300 };
+        assert_eq!(resp.cache_seconds, expected_cache, "user {user}");
+    }
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn matches_carry_target_id_and_bid_factor_from_the_strategy_file() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let resp = client
+        .decide(request(
+            "r",
+            vec![device(T::ImeiMd5, imei_md5("860000000000001"))],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let m = &resp.matches[0];
+    assert_eq!((m.target_id.as_str(), m.bid_factor), ("90001", 1.8));
+    assert_eq!((m.pctr, m.pcvr), (None, None), "no model is configured");
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn any_linked_device_id_resolves_the_same_user() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    // user 7 by OAID md5, by raw OAID, and with an unknown IMEI listed first
+    for devices in [
+        vec![device(T::OaidMd5, plain_md5("oaid-of-user-7"))],
+        vec![device(T::OaidRaw, "oaid-of-user-7")],
+        vec![
+            device(T::ImeiMd5, imei_md5("869999999999999")),
+            device(T::OaidMd5, plain_md5("oaid-of-user-7")),
+        ],
+    ] {
+        let resp = client
+            .decide(request("r", devices))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            matched_ids(&resp),
+            [
+                "new_customer_brand_cross_category",
+                "new_customer_diapers_to_formula"
+            ]
+        );
+    }
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn unknown_devices_match_nothing_and_may_be_cached_long() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let resp = client
+        .decide(request(
+            "r",
+            vec![device(T::ImeiMd5, imei_md5("869999999999999"))],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!resp.take);
+    assert_eq!(resp.cache_seconds, 1800);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn decide_never_matches_doubtful_ids_nor_lets_them_be_cached() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    for doubtful in [
+        device(T::ImeiMd5, plain_md5("")),
+        device(T::IdfaMd5, idfa_md5("00000000-0000-0000-0000-000000000000")),
+        device(T::OaidMd5, "00000000000000000000000000000000"),
+    ] {
+        let resp = client
+            .decide(request("r", vec![doubtful]))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!resp.take);
+        assert_eq!(
+            resp.cache_seconds, 0,
+            "a placeholder id must not key a cache"
+        );
+    }
+    // a doubtful id next to a real one: the real one decides
+    let resp = client
+        .decide(request(
+            "r",
+            vec![
+                device(T::ImeiMd5, plain_md5("")),
+                device(T::ImeiMd5, imei_md5("860000000000001")),
+            ],
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(matched_ids(&resp), ["high_intent_formula"]);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn decide_rejects_a_malformed_md5_naming_the_field() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let status = client
+        .decide(request(
+            "r",
+            vec![
+                device(T::ImeiMd5, imei_md5("860000000000001")),
+                device(T::OaidMd5, "not-hex"),
+            ],
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("device_ids[1].value:"),
+        "{}",
+        status.message()
+    );
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn decide_rejects_missing_or_unknown_device_types_and_os() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let mut req = request(
+        "r",
+        vec![pb::DeviceId {
+            r#type: 0,
+            value: imei_md5("1"),
+        }],
+    );
+    let s = client.decide(req.clone()).await.unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(
+        s.message().starts_with("device_ids[0].type"),
+        "{}",
+        s.message()
+    );
+    req.device_ids[0].r#type = 99;
+    let s = client.decide(req.clone()).await.unwrap_err();
+    assert!(
+        s.message().contains("unknown device id type 99"),
+        "{}",
+        s.message()
+    );
+    let mut req = request("r", vec![device(T::ImeiMd5, imei_md5("1"))]);
+    req.os = 42;
+    let s = client.decide(req).await.unwrap_err();
+    assert!(s.message().starts_with("os:"), "{}", s.message());
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn decide_rejects_oversized_lists() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let many = (0..17)
+        .map(|i| device(T::ImeiMd5, imei_md5(&i.to_string())))
+        .collect();
+    let s = client.decide(request("r", many)).await.unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(s.message().starts_with("device_ids:"), "{}", s.message());
+    let s = client
+        .decide(request(&"x".repeat(129), vec![]))
+        .await
+        .unwrap_err();
+    assert!(s.message().starts_with("request_id:"), "{}", s.message());
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_strategy_filter_restricts_the_answer_to_those_strategies() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let mut req = request("r", vec![device(T::ImeiMd5, imei_md5("860000000000008"))]);
+    req.strategy_ids = vec![
+        "new_customer_diapers_to_formula".into(),
+        "no_such_strategy".into(),
+    ];
+    let resp = client.decide(req).await.unwrap().into_inner();
+    assert_eq!(matched_ids(&resp), ["new_customer_diapers_to_formula"]);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_decide_answers_in_request_order() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let expectations = golden_expectations();
+    let requests = expectations
+        .iter()
+        .rev()
+        .map(|(u, d, _)| request(&format!("b{u}"), vec![d.clone()]))
+        .collect();
+    let resp = client
+        .batch_decide(pb::BatchDecideRequest { requests })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.responses.len(), expectations.len());
+    for (r, (u, _, expected)) in resp.responses.iter().zip(expectations.iter().rev()) {
+        assert_eq!(r.request_id, format!("b{u}"));
+        assert_eq!(matched_ids(r), *expected);
+    }
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_decide_names_the_bad_request_and_limits_batch_size() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let requests = vec![
+        request("ok", vec![device(T::ImeiMd5, imei_md5("1"))]),
+        request("bad", vec![device(T::ImeiMd5, "zz")]),
+    ];
+    let s = client
+        .batch_decide(pb::BatchDecideRequest { requests })
+        .await
+        .unwrap_err();
+    assert!(
+        s.message().starts_with("requests[1].device_ids[0].value"),
+        "{}",
+        s.message()
+    );
+    let requests = (0..101).map(|i| request(&i.to_string(), vec![])).collect();
+    let s = client
+        .batch_decide(pb::BatchDecideRequest { requests })
+        .await
+        .unwrap_err();
+    assert_eq!(s.code(), Code::InvalidArgument);
+    assert!(s.message().starts_with("requests:"), "{}", s.message());
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn standard_health_service_reports_serving() {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let node = start_golden().await;
+    let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel);
+    let resp = health
+        .check(HealthCheckRequest {
+            service: "rta.v1.RtaService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resp.status(), ServingStatus::Serving);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn server_reflection_lists_the_rta_service() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let node = start_golden().await;
+    let channel = tonic::transport::Endpoint::from_shared(node.grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = client
+        .server_reflection_info(tokio_stream::iter(vec![req]))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().expect("one answer");
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&"rta.v1.RtaService"), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
+    node.running.shutdown().await;
+}
