@@ -48,12 +48,24 @@ pub struct Config {
     /// Where the tag vocabulary comes from.
     #[serde(default)]
     pub taxonomy: TaxonomyConfig,
-    /// Where users come from (until Kafka ingestion: files and a generated population).
+    /// Users loaded at start: a file and/or a generated population.
     #[serde(default)]
     pub users: UsersConfig,
+    /// Kafka topics that keep the index fresh; none = no streaming ingestion.
+    #[serde(default)]
+    pub kafka: Option<crate::ingest::kafka::KafkaConfig>,
+    /// Snapshots of index + offsets, restored at start; none = no durability.
+    #[serde(default)]
+    pub snapshot: Option<crate::ingest::kafka::SnapshotConfig>,
+    /// Expiry of behaviour counts and untouched profiles.
+    #[serde(default)]
+    pub retention: crate::ingest::kafka::RetentionConfig,
     /// The business calendar.
     #[serde(default)]
     pub time: TimeConfig,
+    /// The Tencent RTA endpoint (`POST /rta/tencent` on the HTTP port).
+    #[serde(default)]
+    pub tencent: TencentConfig,
 }
 
 /// Listen addresses and request limits.
@@ -133,6 +145,120 @@ impl Default for TimeConfig {
     }
 }
 
+/// The Tencent RTA media endpoint, `POST /rta/tencent` on `server.http_addr`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TencentConfig {
+    /// Serve the endpoint at all.
+    pub enabled: bool,
+    /// Largest request body accepted, bytes; larger bodies get HTTP 413.
+    pub max_body_bytes: usize,
+    /// Server-side budget per request, ms, counted from when the request reaches the
+    /// endpoint. A request still unanswered after it (a slow body, a queue) gets
+    /// `default_answer` instead. Tencent's 60 ms covers network and the advertiser's
+    /// load balancer too.
+    pub deadline_ms: u64,
+    /// Requests decided concurrently; one more is shed at once with `default_answer`.
+    pub max_in_flight: usize,
+    /// What to answer when a request is shed or runs out of time: `fail_closed`
+    /// (code 2: refuse the traffic) or `fail_open` (code 0 without strategy ids: the
+    /// media treats all of the advertiser's ads as eligible).
+    pub default_answer: FailMode,
+    /// Least `response_cache_time` sent, seconds (a decision that must not be cached,
+    /// e.g. for placeholder ids, still sends none).
+    pub min_cache_seconds: u32,
+    /// Most `response_cache_time` sent, seconds; Tencent honours up to 7 days.
+    pub max_cache_seconds: u32,
+    /// Which `target_infos` fields carry a strategy's bid factor:
+    /// `user_weight_factor` and/or `cpc_factor` (both multipliers, 1.0 neutral,
+    /// clamped to the media's 0.2 ..= 5). Empty = send neither.
+    pub bid_factor_fields: Vec<FactorField>,
+}
+
+/// What the Tencent endpoint answers when it cannot decide in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Take the traffic without restricting it to strategies (code 0).
+    FailOpen,
+    /// Refuse the traffic (a non-zero code).
+    FailClosed,
+}
+
+/// A Tencent `TargetInfo` field that can carry a strategy's bid factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorField {
+    /// `user_weight_factor`: weighs the user's competitiveness in the media's ranking.
+    UserWeightFactor,
+    /// `cpc_factor`: multiplies the CPC bid.
+    CpcFactor,
+}
+
+/// Tencent's ceiling for `response_cache_time`: 7 days.
+pub const TENCENT_MAX_CACHE_SECONDS: u32 = 7 * 24 * 3600;
+
+impl Default for TencentConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_body_bytes: 64 * 1024,
+            deadline_ms: 20,
+            max_in_flight: 1024,
+            default_answer: FailMode::FailClosed,
+            min_cache_seconds: 0,
+            max_cache_seconds: TENCENT_MAX_CACHE_SECONDS,
+            bid_factor_fields: vec![FactorField::UserWeightFactor],
+        }
+    }
+}
+
+impl TencentConfig {
+    /// Checks ranges; errors name the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(512..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
+            return Err(ConfigError::Invalid {
+                field: "tencent.max_body_bytes",
+                message: "must be 512..=16777216".into(),
+            });
+        }
+        if !(1..=60_000).contains(&self.deadline_ms) {
+            return Err(ConfigError::Invalid {
+                field: "tencent.deadline_ms",
+                message: "must be 1..=60000".into(),
+            });
+        }
+        if !(1..=1_000_000).contains(&self.max_in_flight) {
+            return Err(ConfigError::Invalid {
+                field: "tencent.max_in_flight",
+                message: "must be 1..=1000000".into(),
+            });
+        }
+        if self.max_cache_seconds > TENCENT_MAX_CACHE_SECONDS {
+            return Err(ConfigError::Invalid {
+                field: "tencent.max_cache_seconds",
+                message: format!("must be at most {TENCENT_MAX_CACHE_SECONDS} (7 days)"),
+            });
+        }
+        if self.min_cache_seconds > self.max_cache_seconds {
+            return Err(ConfigError::Invalid {
+                field: "tencent.min_cache_seconds",
+                message: "must not exceed tencent.max_cache_seconds".into(),
+            });
+        }
+        let mut fields = self.bid_factor_fields.clone();
+        fields.sort_by_key(|f| *f as u8);
+        fields.dedup();
+        if fields.len() != self.bid_factor_fields.len() {
+            return Err(ConfigError::Invalid {
+                field: "tencent.bid_factor_fields",
+                message: "lists a field twice".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Config {
     /// Reads and validates a config file.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
@@ -168,7 +294,41 @@ impl Config {
                 message: "must be -12..=14".into(),
             });
         }
-        Ok(())
+        if !(1..=3650).contains(&self.retention.behaviour_days) {
+            return Err(ConfigError::Invalid {
+                field: "retention.behaviour_days",
+                message: "must be 1..=3650".into(),
+            });
+        }
+        if self.retention.profile_ttl_days == 0 {
+            return Err(ConfigError::Invalid {
+                field: "retention.profile_ttl_days",
+                message: "must be at least 1".into(),
+            });
+        }
+        if let Some(k) = &self.kafka {
+            if k.topics.is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: "kafka.topics",
+                    message: "list at least one topic".into(),
+                });
+            }
+            if k.ready_max_lag < 0 {
+                return Err(ConfigError::Invalid {
+                    field: "kafka.ready_max_lag",
+                    message: "must be >= 0".into(),
+                });
+            }
+        }
+        if let Some(s) = &self.snapshot
+            && (s.interval_secs == 0 || s.keep == 0)
+        {
+            return Err(ConfigError::Invalid {
+                field: "snapshot",
+                message: "interval_secs and keep must be at least 1".into(),
+            });
+        }
+        self.tencent.validate()
     }
 }
 
@@ -183,9 +343,70 @@ mod tests {
     }
 
     #[test]
+    fn kafka_topics_parse_with_kind_and_format() {
+        let cfg: Config = toml::from_str(
+            "[kafka]\nbrokers = \"k:9092\"\ntopics = [{ name = \"t\", kind = \"behaviour\", format = \"json\" }]\n[snapshot]\ndir = \"/tmp/s\"\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let k = cfg.kafka.unwrap();
+        assert_eq!(k.topics[0].kind, crate::ingest::event::TopicKind::Behaviour);
+        assert_eq!(k.topics[0].format, crate::ingest::event::Format::Json);
+        assert!(
+            toml::from_str::<Config>(
+                "[kafka]\nbrokers = \"k\"\ntopics = [{ name = \"t\", kind = \"clicks\" }]\n"
+            )
+            .is_err()
+        );
+        let empty: Config = toml::from_str("[kafka]\nbrokers = \"k\"\ntopics = []\n").unwrap();
+        assert!(
+            empty
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("kafka.topics")
+        );
+    }
+
+    #[test]
     fn out_of_range_values_name_the_field() {
         let cfg: Config = toml::from_str("[server]\nmax_batch = 0\n").unwrap();
         let e = cfg.validate().unwrap_err();
         assert!(e.to_string().contains("server.max_batch"), "{e}");
+    }
+
+    #[test]
+    fn tencent_section_rejects_unknown_keys_and_values_by_name() {
+        let e = toml::from_str::<Config>("[tencent]\ndeadline = 5\n").unwrap_err();
+        assert!(e.to_string().contains("deadline"), "{e}");
+        let e = toml::from_str::<Config>("[tencent]\ndefault_answer = \"maybe\"\n").unwrap_err();
+        assert!(e.to_string().contains("maybe"), "{e}");
+        let e = toml::from_str::<Config>("[tencent]\nbid_factor_fields = [\"cpa_factor\"]\n")
+            .unwrap_err();
+        assert!(e.to_string().contains("cpa_factor"), "{e}");
+    }
+
+    #[test]
+    fn tencent_cache_bounds_are_validated_against_each_other_and_seven_days() {
+        let cfg: Config =
+            toml::from_str("[tencent]\nmin_cache_seconds = 600\nmax_cache_seconds = 60\n").unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert!(e.to_string().contains("tencent.min_cache_seconds"), "{e}");
+        let cfg: Config = toml::from_str("[tencent]\nmax_cache_seconds = 604801\n").unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert!(e.to_string().contains("tencent.max_cache_seconds"), "{e}");
+        let cfg: Config = toml::from_str(
+            "[tencent]\ndefault_answer = \"fail_open\"\nbid_factor_fields = [\"cpc_factor\", \"user_weight_factor\"]\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.tencent.default_answer, FailMode::FailOpen);
+    }
+
+    #[test]
+    fn the_shipped_config_file_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rta-engine.toml");
+        let cfg = Config::from_path(&path).unwrap();
+        assert_eq!(cfg.tencent, TencentConfig::default());
     }
 }

@@ -159,7 +159,13 @@ impl DecisionEngine {
         self.decide_counted(req, true)
     }
 
-    /// Decides; `count` says whether this is traffic (counted in metrics) or an explanation.
+    /// Decides without counting the answer as traffic: for media test requests
+    /// and explanations, which must never count toward hit rates, caps or feedback.
+    pub fn decide_uncounted(&self, req: &DecisionRequest<'_>) -> Decision {
+        self.decide_counted(req, false)
+    }
+
+    /// Decides; `count` says whether this is traffic (counted in metrics) or not.
     fn decide_counted(&self, req: &DecisionRequest<'_>, count: bool) -> Decision {
         let set = self.strategies.load();
         let usable = req.devices.iter().filter(|d| !d.is_doubtful()).count();

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use dashmap::DashMap;
 
 use crate::ids::DeviceKey;
-use crate::profile::{ProfileError, UserProfile};
+use crate::profile::{Day, ProfileBuilder, ProfileError, UserProfile};
 
 /// A user's id in the advertiser's One-ID system.
 pub type UserId = u64;
@@ -22,6 +22,8 @@ type Hasher = ahash::RandomState;
 pub struct UserIndex {
     devices: DashMap<DeviceKey, UserId, Hasher>,
     profiles: DashMap<UserId, UserProfile, Hasher>,
+    /// Deleted users and when (Unix ms): older events about them are ignored.
+    tombstones: DashMap<UserId, i64, Hasher>,
     profile_heap_bytes: AtomicU64,
 }
 
@@ -46,6 +48,7 @@ impl UserIndex {
         Self {
             devices: DashMap::with_capacity_and_hasher(users * 2, Hasher::new()),
             profiles: DashMap::with_capacity_and_hasher(users, Hasher::new()),
+            tombstones: DashMap::with_hasher(Hasher::new()),
             profile_heap_bytes: AtomicU64::new(0),
         }
     }
@@ -130,6 +133,127 @@ impl UserIndex {
         }
     }
 
+    /// Changes a user's profile (creating it when absent) through a builder.
+    /// Devices the change adds or removes are linked or unlinked.
+    pub fn modify<E: From<ProfileError>>(
+        &self,
+        user: UserId,
+        change: impl FnOnce(&mut ProfileBuilder) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut b = self
+            .profiles
+            .get(&user)
+            .map(|p| p.to_builder())
+            .unwrap_or_default();
+        change(&mut b)?;
+        self.upsert(user, b.build()?)?;
+        Ok(())
+    }
+
+    /// Changes an existing user's profile in place (devices must not change);
+    /// returns false, doing nothing, when the user does not exist.
+    #[inline]
+    pub fn update_in_place<R>(
+        &self,
+        user: UserId,
+        change: impl FnOnce(&mut UserProfile) -> R,
+    ) -> Option<R> {
+        let mut p = self.profiles.get_mut(&user)?;
+        let before = p.heap_bytes() as u64;
+        let r = change(&mut p);
+        let after = p.heap_bytes() as u64;
+        if after != before {
+            self.profile_heap_bytes
+                .fetch_add(after.wrapping_sub(before), Ordering::Relaxed);
+        }
+        Some(r)
+    }
+
+    /// Links a device to a user (creating an empty profile when absent).
+    pub fn link(&self, device: DeviceKey, user: UserId) -> Result<(), ProfileError> {
+        if device.is_doubtful() || self.devices.get(&device).is_some_and(|u| *u == user) {
+            return Ok(());
+        }
+        self.modify(user, |b| {
+            b.devices.push(device);
+            Ok::<(), ProfileError>(())
+        })
+    }
+
+    /// Unlinks a device from whichever user holds it; returns whether one did.
+    pub fn unlink(&self, device: DeviceKey) -> Result<bool, ProfileError> {
+        match self.devices.remove(&device) {
+            Some((_, user)) => {
+                self.drop_device_from_profile(user, device)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Deletes a user (privacy request) and remembers when, so that events about
+    /// the user from before the deletion are ignored, also when replayed.
+    pub fn delete_user(&self, user: UserId, at_ms: i64) -> bool {
+        self.tombstones
+            .entry(user)
+            .and_modify(|t| *t = (*t).max(at_ms))
+            .or_insert(at_ms);
+        self.delete(user)
+    }
+
+    /// Whether an event about `user` at `at_ms` predates the user's deletion.
+    #[inline]
+    pub fn deleted_after(&self, user: UserId, at_ms: i64) -> bool {
+        self.tombstones.get(&user).is_some_and(|t| at_ms <= *t)
+    }
+
+    /// All deletion tombstones, for snapshots.
+    pub fn tombstones(&self) -> Vec<(UserId, i64)> {
+        self.tombstones
+            .iter()
+            .map(|e| (*e.key(), *e.value()))
+            .collect()
+    }
+
+    /// Restores a deletion tombstone from a snapshot.
+    pub fn restore_tombstone(&self, user: UserId, at_ms: i64) {
+        self.tombstones.insert(user, at_ms);
+    }
+
+    /// Calls `f` on every user and profile (shard by shard, under read locks).
+    pub fn for_each(&self, mut f: impl FnMut(UserId, &UserProfile)) {
+        for e in self.profiles.iter() {
+            f(*e.key(), e.value());
+        }
+    }
+
+    /// Drops profiles untouched since before `oldest_touched` and behaviour
+    /// counts older than `oldest_day`; returns the users dropped.
+    pub fn expire(&self, oldest_touched: Day, oldest_day: Day) -> usize {
+        let stale: Vec<UserId> = self
+            .profiles
+            .iter()
+            .filter(|e| e.touched() < oldest_touched)
+            .map(|e| *e.key())
+            .collect();
+        for u in &stale {
+            self.delete(*u);
+        }
+        let mut trimmed = Vec::new();
+        for e in self.profiles.iter() {
+            if e.behaviour().any(|b| b.day < oldest_day) {
+                trimmed.push(*e.key());
+            }
+        }
+        for u in trimmed {
+            let _ = self.modify(u, |b| {
+                b.forget_before(oldest_day);
+                Ok::<(), ProfileError>(())
+            });
+        }
+        stale.len()
+    }
+
     /// Number of users.
     pub fn users(&self) -> usize {
         self.profiles.len()
@@ -194,6 +318,59 @@ mod tests {
         assert_eq!(idx.resolve(&[DeviceKey([1; 16])]), None);
         assert_eq!(idx.profile_heap_bytes(), 0);
         assert!(!idx.delete(5));
+    }
+
+    #[test]
+    fn a_deletion_tombstone_rejects_older_events_only() {
+        let idx = UserIndex::default();
+        idx.upsert(9, profile(&[1])).unwrap();
+        assert!(idx.delete_user(9, 1_000));
+        assert!(idx.deleted_after(9, 999));
+        assert!(idx.deleted_after(9, 1_000));
+        assert!(!idx.deleted_after(9, 1_001));
+        assert!(!idx.deleted_after(8, 0));
+    }
+
+    #[test]
+    fn link_and_unlink_move_devices_between_users() {
+        let idx = UserIndex::default();
+        idx.link(DeviceKey([1; 16]), 1).unwrap();
+        idx.link(DeviceKey([2; 16]), 1).unwrap();
+        assert_eq!(idx.resolve(&[DeviceKey([2; 16])]), Some(1));
+        idx.link(DeviceKey([2; 16]), 2).unwrap();
+        assert_eq!(idx.resolve(&[DeviceKey([2; 16])]), Some(2));
+        assert_eq!(idx.with_profile(1, |p| p.devices().count()), Some(1));
+        assert!(idx.unlink(DeviceKey([2; 16])).unwrap());
+        assert_eq!(idx.with_profile(2, |p| p.devices().count()), Some(0));
+        assert!(!idx.unlink(DeviceKey([2; 16])).unwrap());
+    }
+
+    #[test]
+    fn expiry_drops_untouched_users_and_slides_behaviour_windows() {
+        use crate::profile::{Action, BehaviourCount, ItemKey, Scope};
+        let idx = UserIndex::default();
+        let item = ItemKey::new(Scope::Category, 1).unwrap();
+        for (user, touched) in [(1, 10), (2, 50)] {
+            let mut b = ProfileBuilder {
+                touched,
+                ..Default::default()
+            };
+            for day in [5, 45] {
+                b.behaviour.push(BehaviourCount {
+                    item,
+                    action: Action::Buy,
+                    day,
+                    count: 1,
+                });
+            }
+            idx.upsert(user, b.build().unwrap()).unwrap();
+        }
+        assert_eq!(idx.expire(20, 40), 1);
+        assert_eq!(idx.users(), 1);
+        assert_eq!(
+            idx.with_profile(2, |p| p.count(item, Action::Buy, 0, 100)),
+            Some(1)
+        );
     }
 
     #[test]

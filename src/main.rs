@@ -13,6 +13,7 @@ use rta_engine::config::Config;
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
 use rta_engine::ids::{DeviceIdKind, DeviceKey};
 use rta_engine::index::UserIndex;
+use rta_engine::ingest::kafka::{self, IngestSetup};
 use rta_engine::node::{self, Node, ServeOptions, StrategySource};
 use rta_engine::population;
 use rta_engine::record::UserRecord;
@@ -231,6 +232,38 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
         );
     }
 
+    let mut start_offsets = rta_engine::snapshot::Offsets::new();
+    if let Some(snap) = &cfg.snapshot {
+        let started = Instant::now();
+        let (idx, dir) = (index.clone(), snap.dir.clone());
+        let restored = tokio::task::spawn_blocking(move || {
+            rta_engine::snapshot::restore_newest(&dir, &idx, |n| {
+                eprintln!("restoring snapshot: {n} users ...")
+            })
+        })
+        .await??;
+        match restored {
+            Some(r) => {
+                for s in &r.skipped {
+                    eprintln!("skipped {s}");
+                }
+                eprintln!(
+                    "restored {} users from {} in {:.2}s; resuming {} partitions at offset total {}",
+                    r.users,
+                    r.path.display(),
+                    started.elapsed().as_secs_f64(),
+                    r.offsets.len(),
+                    r.offsets.values().sum::<i64>()
+                );
+                start_offsets = r.offsets;
+            }
+            None => eprintln!(
+                "no snapshot in {}: starting from the topics' beginning",
+                snap.dir.display()
+            ),
+        }
+    }
+
     let engine = Arc::new(DecisionEngine::new(index.clone(), set, clock));
     let node = Arc::new(Node::new(engine.clone(), taxonomy.clone(), source));
     let opts = ServeOptions {
@@ -239,11 +272,37 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
         request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
         max_batch: cfg.server.max_batch,
     };
-    let running = node::start(node.clone(), &opts).await?;
-    node.set_ready(true);
+    let running = node::start_with(node.clone(), &opts, &cfg.tencent).await?;
+    let ingest = match &cfg.kafka {
+        Some(kafka) => {
+            let setup = IngestSetup {
+                kafka: kafka.clone(),
+                snapshot: cfg.snapshot.clone(),
+                retention: cfg.retention,
+                tz_offset_secs: i32::from(cfg.time.tz_offset_hours) * 3600,
+                start_offsets,
+            };
+            let (idx, tax) = (index.clone(), taxonomy.clone());
+            let ingest =
+                tokio::task::spawn_blocking(move || kafka::start(setup, idx, tax)).await??;
+            let mut caught_up = ingest.caught_up_signal();
+            let ready_node = node.clone();
+            tokio::spawn(async move {
+                if caught_up.wait_for(|v| *v).await.is_ok() {
+                    eprintln!("caught up with Kafka: ready");
+                    ready_node.set_ready(true);
+                }
+            });
+            Some(ingest)
+        }
+        None => {
+            node.set_ready(true);
+            None
+        }
+    };
     let set = engine.strategies();
     eprintln!(
-        "rta-engine ready: gRPC on {} (rta.v1.RtaService, health, reflection), HTTP on {} (/metrics /healthz /readyz /strategies /users/<device> /explain); {} strategies (version {})",
+        "rta-engine ready: gRPC on {} (rta.v1.RtaService, health, reflection), HTTP on {} (POST /rta/tencent; /metrics /healthz /readyz /strategies /users/<device> /explain); {} strategies (version {})",
         running.grpc_addr,
         running.http_addr,
         set.strategies().len(),
@@ -264,6 +323,10 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
     eprintln!("shutting down");
     node.set_ready(false);
     running.shutdown().await;
+    if let Some(ingest) = ingest {
+        // stops consuming and writes a final snapshot
+        tokio::task::spawn_blocking(move || ingest.stop()).await?;
+    }
     Ok(())
 }
 
@@ -348,7 +411,8 @@ fn print_demo_commands(
         if !p.devices().any(|d| d == key) {
             continue; // iOS user: keep the example to one id type
         }
-        let d = engine.decide(&DecisionRequest {
+        // uncounted: the search must not show up as traffic in /metrics
+        let d = engine.decide_uncounted(&DecisionRequest {
             devices: &[key],
             os: Os::Android,
             experiments: &[],

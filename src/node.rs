@@ -12,8 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::config::TencentConfig;
 use crate::decision::DecisionEngine;
-use crate::serve::{admin, grpc::RtaGrpc, pb};
+use crate::serve::{admin, grpc::RtaGrpc, pb, tencent};
 use crate::strategy::{StrategyError, StrategySet};
 use crate::taxonomy::Taxonomy;
 use crate::telemetry;
@@ -165,8 +166,19 @@ impl Running {
     }
 }
 
-/// Binds both listeners and starts serving in the background.
+/// Binds both listeners and starts serving in the background, with the Tencent
+/// endpoint on its default settings.
 pub async fn start(node: Arc<Node>, opts: &ServeOptions) -> Result<Running, ServeError> {
+    start_with(node, opts, &TencentConfig::default()).await
+}
+
+/// As [`start`], with the Tencent RTA endpoint (`POST /rta/tencent` on the HTTP
+/// port) configured by `tencent`.
+pub async fn start_with(
+    node: Arc<Node>,
+    opts: &ServeOptions,
+    tencent: &TencentConfig,
+) -> Result<Running, ServeError> {
     let grpc_listener =
         TcpListener::bind(opts.grpc_addr)
             .await
@@ -233,7 +245,14 @@ pub async fn start(node: Arc<Node>, opts: &ServeOptions) -> Result<Running, Serv
         }
     });
 
-    let app = admin::router(node.clone());
+    let app = admin::router(node.clone()).merge(tencent::router(node.engine.clone(), tencent));
+    // Media answers are a few small frames: without TCP_NODELAY, Nagle plus the
+    // client's delayed ACK holds e.g. the first answer on a new h2c connection ~40 ms.
+    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let http_rx = rx.clone();
     let http_task = tokio::spawn(async move {
         let served = axum::serve(http_listener, app).with_graceful_shutdown(wait_for(http_rx));

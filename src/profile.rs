@@ -1,7 +1,7 @@
 //! `UserProfile`: everything the engine knows about one user, packed into one
 //! small heap block so that 100 M users fit a single machine.
 //!
-//! Layout: a 32-byte header (demographics inline, counts) and one `Box<[u32]>`
+//! Layout: a 40-byte header (demographics inline, tag version, counts) and one `Box<[u32]>`
 //! holding, in order and each sorted for binary search:
 //! device keys (4 words each), tag codes (1 word), per-item states (2 words:
 //! item key, packed 4A/RFM/CLV), and daily behaviour counts (2 words: item
@@ -44,6 +44,9 @@ pub enum Scope {
     Brand = 1,
     /// A single product.
     Sku = 2,
+    /// A strategy, for media feedback (exposures, clicks, conversions); the id
+    /// is a 30-bit hash of the strategy id. Not addressable in audiences yet.
+    Strategy = 3,
 }
 
 impl Scope {
@@ -53,10 +56,11 @@ impl Scope {
             Self::Category => "category",
             Self::Brand => "brand",
             Self::Sku => "sku",
+            Self::Strategy => "strategy",
         }
     }
 
-    /// Parses [`Scope::name`].
+    /// Parses [`Scope::name`] (catalogue scopes only).
     pub fn from_name(s: &str) -> Option<Self> {
         Some(match s {
             "category" => Self::Category,
@@ -88,13 +92,22 @@ impl ItemKey {
         match self.0 >> 30 {
             0 => Scope::Category,
             1 => Scope::Brand,
-            _ => Scope::Sku,
+            2 => Scope::Sku,
+            _ => Scope::Strategy,
         }
     }
 
     /// The item id within its scope.
     pub fn id(self) -> u32 {
         self.0 & Self::MAX_ID
+    }
+
+    /// The feedback key of a strategy id (FNV-1a folded to 30 bits).
+    pub fn strategy(id: &str) -> Self {
+        let h = id.bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        Self(((Scope::Strategy as u32) << 30) | (h & Self::MAX_ID))
     }
 }
 
@@ -113,18 +126,30 @@ pub enum Action {
     Buy = 4,
     /// Shared.
     Share = 5,
+    /// Media feedback: an ad of a strategy was shown.
+    Exposure = 6,
+    /// Media feedback: clicked.
+    Click = 7,
+    /// Media feedback: converted.
+    Conversion = 8,
 }
 
 impl Action {
     /// All actions, in code order.
-    pub const ALL: [Action; 6] = [
+    pub const ALL: [Action; 9] = [
         Self::Browse,
         Self::Search,
         Self::Favorite,
         Self::Cart,
         Self::Buy,
         Self::Share,
+        Self::Exposure,
+        Self::Click,
+        Self::Conversion,
     ];
+
+    /// The on-site actions audiences can count (feedback actions are not, yet).
+    pub const ON_SITE: &'static [Action] = Self::ALL.split_at(6).0;
 
     /// The name used in the audience language (`cart(category 1319, 7d)`).
     pub fn name(self) -> &'static str {
@@ -135,12 +160,20 @@ impl Action {
             Self::Cart => "cart",
             Self::Buy => "buy",
             Self::Share => "share",
+            Self::Exposure => "exposure",
+            Self::Click => "click",
+            Self::Conversion => "conversion",
         }
     }
 
     /// Parses [`Action::name`].
     pub fn from_name(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|a| a.name() == s)
+    }
+
+    /// Parses the name of an on-site action (see [`Action::ON_SITE`]).
+    pub fn on_site_from_name(s: &str) -> Option<Self> {
+        Self::ON_SITE.iter().copied().find(|a| a.name() == s)
     }
 
     fn from_code(c: u32) -> Self {
@@ -394,6 +427,7 @@ impl BehaviourCount {
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserProfile {
     demographics: [u8; 8],
+    tag_version: u64,
     touched: Day,
     n_tags: u16,
     n_devices: u8,
@@ -417,6 +451,7 @@ impl UserProfile {
     pub fn empty() -> Self {
         Self {
             demographics: [0; 8],
+            tag_version: 0,
             touched: 0,
             n_tags: 0,
             n_devices: 0,
@@ -444,6 +479,11 @@ impl UserProfile {
     /// The day the profile was last changed (for expiry).
     pub fn touched(&self) -> Day {
         self.touched
+    }
+
+    /// The version of the last tag-platform update applied.
+    pub fn tag_version(&self) -> u64 {
+        self.tag_version
     }
 
     /// The devices linked to this user.
@@ -524,15 +564,136 @@ impl UserProfile {
         n
     }
 
+    /// Adds `count` to the day's count of `action` on `item`: in place when the
+    /// day already has a record (no allocation), else by inserting one record.
+    /// The fast path of behaviour and feedback ingestion.
+    pub fn add_count(&mut self, item: ItemKey, action: Action, day: Day, count: u16) {
+        let start = self.item_end();
+        let key = (item.0, ((action as u32) << 16) | u32::from(day));
+        let recs = self.words[start..].as_chunks::<2>().0;
+        let pos = recs.partition_point(|r| (r[0], r[1] >> 12) < key);
+        if let Some(r) = recs.get(pos)
+            && (r[0], r[1] >> 12) == key
+        {
+            let at = start + 2 * pos + 1;
+            let w = self.words[at];
+            let sum = ((w & 0xfff) + u32::from(count)).min(u32::from(BehaviourCount::MAX));
+            self.words[at] = (w & !0xfff) | sum;
+            return;
+        }
+        let rec = BehaviourCount {
+            item,
+            action,
+            day,
+            count: count.min(BehaviourCount::MAX),
+        }
+        .pack();
+        self.insert_words(start + 2 * pos, &rec);
+    }
+
+    /// Sets one state field of `item`, in place when the item has a state.
+    /// Fails only when the profile already holds 255 item states.
+    pub fn set_state(
+        &mut self,
+        item: ItemKey,
+        field: StateField,
+        code: u8,
+    ) -> Result<(), ProfileError> {
+        let (start, end) = (self.tag_end(), self.item_end());
+        let recs = self.words[start..end].as_chunks::<2>().0;
+        match recs.binary_search_by_key(&item.0, |r| r[0]) {
+            Ok(i) => {
+                let at = start + 2 * i + 1;
+                self.words[at] = ItemState(self.words[at]).with(field, code).0;
+            }
+            Err(i) => {
+                self.n_items = self
+                    .n_items
+                    .checked_add(1)
+                    .ok_or(ProfileError::TooMany("item states"))?;
+                self.insert_words(
+                    start + 2 * i,
+                    &[item.0, ItemState::default().with(field, code).0],
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the profile as changed on `day` (for expiry).
+    pub fn touch(&mut self, day: Day) {
+        self.touched = self.touched.max(day);
+    }
+
+    fn insert_words(&mut self, at: usize, new: &[u32]) {
+        let mut v = Vec::with_capacity(self.words.len() + new.len());
+        v.extend_from_slice(&self.words[..at]);
+        v.extend_from_slice(new);
+        v.extend_from_slice(&self.words[at..]);
+        self.words = v.into_boxed_slice();
+    }
+
     /// Heap bytes owned by this profile (excluding allocator overhead).
     pub fn heap_bytes(&self) -> usize {
         self.words.len() * 4
+    }
+
+    /// Writes the profile in the snapshot encoding (little-endian, header then words).
+    pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
+        w.write_all(&self.demographics)?;
+        w.write_all(&self.tag_version.to_le_bytes())?;
+        w.write_all(&self.touched.to_le_bytes())?;
+        w.write_all(&self.n_tags.to_le_bytes())?;
+        w.write_all(&[self.n_devices, self.n_items])?;
+        w.write_all(&(self.words.len() as u32).to_le_bytes())?;
+        for word in self.words.iter() {
+            w.write_all(&word.to_le_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Reads a profile written by [`UserProfile::write_to`], checking that its
+    /// counts fit its words (a corrupt file yields an error, never a bad profile).
+    pub fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Self> {
+        let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+        // demographics 8, tag_version 8, touched 2, n_tags 2, n_devices 1, n_items 1, n_words 4
+        let mut h = [0u8; 26];
+        r.read_exact(&mut h)?;
+        let mut demographics = [0u8; 8];
+        demographics.copy_from_slice(&h[0..8]);
+        let mut v = [0u8; 8];
+        v.copy_from_slice(&h[8..16]);
+        let tag_version = u64::from_le_bytes(v);
+        let touched = u16::from_le_bytes([h[16], h[17]]);
+        let n_tags = u16::from_le_bytes([h[18], h[19]]);
+        let (n_devices, n_items) = (h[20], h[21]);
+        let n_words = u32::from_le_bytes([h[22], h[23], h[24], h[25]]) as usize;
+        let fixed = 4 * usize::from(n_devices) + usize::from(n_tags) + 2 * usize::from(n_items);
+        if n_words < fixed || !(n_words - fixed).is_multiple_of(2) || n_words > 1 << 20 {
+            return Err(bad("profile counts do not fit its words"));
+        }
+        let mut buf = vec![0u8; 4 * n_words];
+        r.read_exact(&mut buf)?;
+        let words: Box<[u32]> = buf
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok(Self {
+            demographics,
+            tag_version,
+            touched,
+            n_tags,
+            n_devices,
+            n_items,
+            words,
+        })
     }
 
     /// A builder holding this profile's contents, to change it.
     pub fn to_builder(&self) -> ProfileBuilder {
         ProfileBuilder {
             demographics: self.demographics,
+            tag_version: self.tag_version,
             touched: self.touched,
             devices: self.devices().collect(),
             tags: self.tags().to_vec(),
@@ -547,6 +708,8 @@ impl UserProfile {
 pub struct ProfileBuilder {
     /// Demographic attribute values, indexed by [`Attr`].
     pub demographics: [u8; 8],
+    /// Version of the last tag-platform update applied.
+    pub tag_version: u64,
     /// The day of the last change.
     pub touched: Day,
     /// Linked devices.
@@ -564,6 +727,16 @@ impl ProfileBuilder {
     pub fn attr(&mut self, a: Attr, v: u8) -> &mut Self {
         self.demographics[a as usize] = v;
         self
+    }
+
+    /// The state held for `item` (the last one given wins, as in [`ProfileBuilder::build`]).
+    pub fn item_state(&self, item: ItemKey) -> ItemState {
+        self.items
+            .iter()
+            .rev()
+            .find(|(k, _)| *k == item)
+            .map(|(_, s)| *s)
+            .unwrap_or_default()
     }
 
     /// Removes behaviour counts older than `oldest`, to slide windows.
@@ -621,6 +794,7 @@ impl ProfileBuilder {
         }
         Ok(UserProfile {
             demographics: self.demographics,
+            tag_version: self.tag_version,
             touched: self.touched,
             n_tags,
             n_devices,
@@ -639,8 +813,8 @@ mod tests {
     }
 
     #[test]
-    fn header_stays_32_bytes() {
-        assert_eq!(std::mem::size_of::<UserProfile>(), 32);
+    fn header_stays_40_bytes() {
+        assert_eq!(std::mem::size_of::<UserProfile>(), 40);
     }
 
     #[test]
@@ -712,6 +886,76 @@ mod tests {
         assert_eq!(p.to_builder().build().unwrap(), p);
         assert!(p.has_any_tag(&[(2 << 24) | 3]));
         assert!(!p.has_any_tag(&[(2 << 24) | 4]));
+    }
+
+    #[test]
+    fn profiles_round_trip_through_the_snapshot_encoding() {
+        let mut b = ProfileBuilder {
+            devices: vec![DeviceKey([3; 16])],
+            tags: vec![5, 9],
+            tag_version: 77,
+            touched: 12,
+            ..Default::default()
+        };
+        b.attr(Attr::Age, 40);
+        b.behaviour.push(BehaviourCount {
+            item: item(Scope::Brand, 1),
+            action: Action::Buy,
+            day: 3,
+            count: 2,
+        });
+        let p = b.build().unwrap();
+        let mut bytes = Vec::new();
+        p.write_to(&mut bytes).unwrap();
+        assert_eq!(UserProfile::read_from(&mut bytes.as_slice()).unwrap(), p);
+        // a truncated or inconsistent encoding is an error
+        assert!(UserProfile::read_from(&mut &bytes[..bytes.len() - 1]).is_err());
+        let mut bad = bytes.clone();
+        bad[18] = 200; // n_tags larger than the words
+        assert!(UserProfile::read_from(&mut bad.as_slice()).is_err());
+    }
+
+    #[test]
+    fn in_place_counts_and_states_equal_a_rebuild() {
+        let brand = item(Scope::Brand, 8557);
+        let cat = item(Scope::Category, 1319);
+        let mut b = ProfileBuilder {
+            devices: vec![DeviceKey([1; 16])],
+            tags: vec![3],
+            ..Default::default()
+        };
+        b.behaviour.push(BehaviourCount {
+            item: cat,
+            action: Action::Browse,
+            day: 10,
+            count: 1,
+        });
+        let mut fast = b.clone().build().unwrap();
+        for (it, action, day) in [
+            (cat, Action::Browse, 10),
+            (cat, Action::Cart, 10),
+            (brand, Action::Browse, 9),
+            (cat, Action::Browse, 11),
+            (brand, Action::Browse, 9),
+        ] {
+            fast.add_count(it, action, day, 1);
+            b.behaviour.push(BehaviourCount {
+                item: it,
+                action,
+                day,
+                count: 1,
+            });
+        }
+        fast.set_state(brand, StateField::FourA, 2).unwrap();
+        fast.set_state(cat, StateField::Clv, 3).unwrap();
+        fast.set_state(brand, StateField::FourA, 3).unwrap();
+        b.items
+            .push((brand, ItemState::default().with(StateField::FourA, 3)));
+        b.items
+            .push((cat, ItemState::default().with(StateField::Clv, 3)));
+        assert_eq!(fast, b.build().unwrap());
+        assert_eq!(fast.count(cat, Action::Browse, 10, 10), 2);
+        assert_eq!(fast.count(brand, Action::Browse, 0, 99), 2);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Decisions made, by `api` (grpc, grpc_batch, tencent) and `outcome`.
+/// Decisions made, by `api` (grpc, grpc_batch, tencent, tencent_test) and `outcome`.
 pub const DECIDE_REQUESTS: &str = "rta_decide_requests_total";
 /// Server time per decision, by `api`.
 pub const DECIDE_DURATION: &str = "rta_decide_duration_seconds";
@@ -27,6 +27,21 @@ pub const INDEX_USERS: &str = "rta_index_users";
 pub const INDEX_DEVICES: &str = "rta_index_devices";
 /// Heap bytes of profile bodies.
 pub const INDEX_PROFILE_BYTES: &str = "rta_index_profile_heap_bytes";
+/// Latency probes (Tencent `is_ping`) answered, by `api`.
+pub const PINGS: &str = "rta_pings_total";
+/// Device ids a media protocol dropped before the decision, by `api`, `field`
+/// (the protocol's field name) and `reason` ([`ignored`]).
+pub const IGNORED_DEVICE_IDS: &str = "rta_ignored_device_ids_total";
+
+/// Reason label values of [`IGNORED_DEVICE_IDS`].
+pub mod ignored {
+    /// Present but not 32 hexadecimal characters.
+    pub const MALFORMED: &str = "malformed";
+    /// Listed by the media as doubtful (Tencent `doubtful_ids_list`).
+    pub const FLAGGED_DOUBTFUL: &str = "flagged_doubtful";
+    /// Beyond the number of ids of one kind the engine looks at.
+    pub const TOO_MANY: &str = "too_many";
+}
 
 /// Outcome label values of [`DECIDE_REQUESTS`].
 pub mod outcome {
@@ -38,12 +53,43 @@ pub mod outcome {
     pub const UNKNOWN_DEVICE: &str = "unknown_device";
     /// Every id was doubtful or none was given.
     pub const NO_USABLE_ID: &str = "no_usable_id";
+    /// Not decided: more requests were in flight than allowed; the configured
+    /// default answer was sent at once.
+    pub const SHED: &str = "shed";
+    /// Not decided: the request's deadline passed first; the configured default
+    /// answer was sent.
+    pub const DEADLINE: &str = "deadline";
 }
+
+/// Events consumed, by `topic` and `result` (applied, skipped).
+pub const INGEST_EVENTS: &str = "rta_ingest_events_total";
+/// Events skipped, by `topic` and `reason`.
+pub const INGEST_SKIPPED: &str = "rta_ingest_skipped_total";
+/// Seconds from an event's time to when it was applied, by `topic`.
+pub const INGEST_FRESHNESS: &str = "rta_ingest_event_age_seconds";
+/// Messages not yet consumed, by `topic` and `partition`.
+pub const INGEST_LAG: &str = "rta_ingest_consumer_lag_messages";
+/// Dead letters that could not be written.
+pub const DEAD_LETTER_FAILURES: &str = "rta_dead_letter_failures_total";
+/// Snapshots written, by `result` (ok, error).
+pub const SNAPSHOTS: &str = "rta_snapshots_total";
+/// Time to write a snapshot.
+pub const SNAPSHOT_DURATION: &str = "rta_snapshot_duration_seconds";
+/// Unix time of the last snapshot written.
+pub const SNAPSHOT_LAST: &str = "rta_snapshot_last_success_timestamp_seconds";
 
 /// Latency buckets (seconds) for [`DECIDE_DURATION`]: 1 us .. 100 ms.
 const DURATION_BUCKETS: &[f64] = &[
     1e-6, 2e-6, 5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1,
 ];
+
+/// Freshness buckets (seconds): 1 ms .. 10 min.
+const FRESHNESS_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 600.0,
+];
+
+/// Snapshot duration buckets (seconds).
+const SNAPSHOT_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn prometheus() -> PrometheusHandle {
@@ -54,6 +100,16 @@ pub fn prometheus() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(DECIDE_DURATION.to_string()),
                     DURATION_BUCKETS,
+                )
+                .expect("bucket list is non-empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(INGEST_FRESHNESS.to_string()),
+                    FRESHNESS_BUCKETS,
+                )
+                .expect("bucket list is non-empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(SNAPSHOT_DURATION.to_string()),
+                    SNAPSHOT_BUCKETS,
                 )
                 .expect("bucket list is non-empty")
                 .build_recorder();
@@ -84,6 +140,11 @@ fn describe() {
         INDEX_PROFILE_BYTES,
         Unit::Bytes,
         "Heap bytes of profile bodies"
+    );
+    describe_counter!(PINGS, "Latency probes answered, by api");
+    describe_counter!(
+        IGNORED_DEVICE_IDS,
+        "Device ids dropped before the decision, by api, field and reason"
     );
 }
 

@@ -183,7 +183,7 @@ pub fn compile(ast: &Ast, taxonomy: &Taxonomy) -> Result<Expr, LangError> {
             })?;
             let item =
                 ItemKey::new(scope, *id).map_err(|e| LangError::at(*scope_pos, e.to_string()))?;
-            if let Some(action) = Action::from_name(func) {
+            if let Some(action) = Action::on_site_from_name(func) {
                 let (from, to) = match window {
                     Some(w) => {
                         if w.to > MAX_WINDOW_DAYS {
@@ -251,7 +251,7 @@ pub fn compile(ast: &Ast, taxonomy: &Taxonomy) -> Result<Expr, LangError> {
                     mask: mask as u16,
                 }
             } else {
-                let actions: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
+                let actions: Vec<_> = Action::ON_SITE.iter().map(|a| a.name()).collect();
                 let states: Vec<_> = StateField::ALL.iter().map(|f| f.name()).collect();
                 return Err(LangError::at(
                     *pos,

@@ -55,10 +55,16 @@ pub fn index_from(records: &str, taxonomy: &Taxonomy) -> UserIndex {
 
 /// Starts a node over the golden population with the given strategy source.
 pub async fn start_with(source: StrategySource) -> TestNode {
-    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
+    let taxonomy = Taxonomy::default_taxonomy();
     let index = Arc::new(index_from(GOLDEN_USERS, &taxonomy));
+    start_node(index, source, Clock::Fixed(TODAY)).await
+}
+
+/// Starts a node over `index` on free loopback ports.
+pub async fn start_node(index: Arc<UserIndex>, source: StrategySource, clock: Clock) -> TestNode {
+    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let set = source.load(&taxonomy).expect("strategies load");
-    let engine = Arc::new(DecisionEngine::new(index, set, Clock::Fixed(TODAY)));
+    let engine = Arc::new(DecisionEngine::new(index, set, clock));
     let node = Arc::new(Node::new(engine, taxonomy, source));
     let opts = ServeOptions {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -74,6 +80,30 @@ pub async fn start_with(source: StrategySource) -> TestNode {
 /// Starts a node over the golden population with the demo strategies.
 pub async fn start_golden() -> TestNode {
     start_with(StrategySource::Embedded(DEMO_STRATEGIES)).await
+}
+
+/// Starts a node over the golden population with the demo strategies and the
+/// Tencent RTA endpoint configured by `tencent`. Installs the metrics recorder
+/// first, so that every request of the test is counted.
+pub async fn start_tencent(tencent: rta_engine::config::TencentConfig) -> TestNode {
+    let _ = rta_engine::telemetry::prometheus();
+    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
+    let index = Arc::new(index_from(GOLDEN_USERS, &taxonomy));
+    let source = StrategySource::Embedded(DEMO_STRATEGIES);
+    let set = source.load(&taxonomy).expect("strategies load");
+    let engine = Arc::new(DecisionEngine::new(index, set, Clock::Fixed(TODAY)));
+    let node = Arc::new(Node::new(engine, taxonomy, source));
+    let opts = ServeOptions {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        request_timeout: Duration::from_secs(5),
+        max_batch: 100,
+    };
+    let running = node::start_with(node.clone(), &opts, &tencent)
+        .await
+        .expect("node starts");
+    node.set_ready(true);
+    TestNode { running, node }
 }
 
 /// lower(md5(lower(imei))), computed independently of the engine's own hashing.

@@ -1,0 +1,522 @@
+//! Ingestion benchmarks: apply throughput from Kafka, freshness (event
+//! produced -> visible to Decide) while Decide is under load, and snapshot
+//! write/restore at scale. The broker is librdkafka's mock cluster (a real
+//! Kafka-protocol broker over TCP, in this process), so the numbers include
+//! the protocol, fetches and decoding, but not a disk-backed broker.
+//!
+//! ```text
+//! cargo run --release --bin rta-ingest-bench -- apply --events 2000000
+//! cargo run --release --bin rta-ingest-bench -- freshness --rate 50000 --seconds 10
+//! cargo run --release --bin rta-ingest-bench -- restore --users 10000000
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use prost::Message;
+use rdkafka::config::ClientConfig;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
+use rta_engine::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::index::UserIndex;
+use rta_engine::ingest::event::{Format, TopicKind};
+use rta_engine::ingest::kafka::{
+    self, DeadLetterConfig, IngestSetup, KafkaConfig, RetentionConfig, TopicConfig,
+};
+use rta_engine::ingest::pb;
+use rta_engine::population;
+use rta_engine::profile::day_of;
+use rta_engine::snapshot;
+use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet};
+use rta_engine::taxonomy::Taxonomy;
+
+#[derive(Parser)]
+#[command(about = "rta-engine ingestion benchmarks")]
+struct Cli {
+    /// An external Kafka-protocol broker (e.g. tansu) instead of the in-process mock cluster.
+    #[arg(long, global = true)]
+    brokers: Option<String>,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+/// The broker under test: the in-process mock cluster, or an external one.
+struct Broker {
+    _mock: Option<MockCluster<'static, rdkafka::producer::DefaultProducerContext>>,
+    brokers: String,
+    topic: String,
+}
+
+impl Broker {
+    fn new(external: Option<String>, partitions: i32) -> Result<Self> {
+        match external {
+            None => {
+                let mock = MockCluster::new(1)?;
+                mock.create_topic(TOPIC, partitions, 1)?;
+                let brokers = mock.bootstrap_servers();
+                Ok(Self {
+                    _mock: Some(mock),
+                    brokers,
+                    topic: TOPIC.to_string(),
+                })
+            }
+            Some(brokers) => {
+                use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+                // a fresh topic per run, so earlier runs' events do not count
+                let topic = format!("{TOPIC}.{}", now_ms());
+                let admin: AdminClient<rdkafka::client::DefaultClientContext> = ClientConfig::new()
+                    .set("bootstrap.servers", &brokers)
+                    .create()?;
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                let created = rt.block_on(admin.create_topics(
+                    &[NewTopic::new(
+                        &topic,
+                        partitions,
+                        TopicReplication::Fixed(1),
+                    )],
+                    &AdminOptions::new(),
+                ))?;
+                for r in created {
+                    r.map_err(|(t, e)| anyhow::anyhow!("creating {t}: {e}"))?;
+                }
+                Ok(Self {
+                    _mock: None,
+                    brokers,
+                    topic,
+                })
+            }
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Pre-fill a topic, then time consuming + decoding + applying all of it.
+    Apply {
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        #[arg(long, default_value_t = 100_000)]
+        users: u64,
+        /// Only consume (no decode, no apply): the broker and client ceiling.
+        #[arg(long)]
+        raw: bool,
+        /// No broker: decode + apply pre-encoded payloads in process.
+        #[arg(long)]
+        in_process: bool,
+    },
+    /// Produce at a steady rate and time each sampled event until Decide can see it.
+    Freshness {
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        #[arg(long, default_value_t = 4)]
+        partitions: i32,
+        /// Users in the index Decide is loaded against.
+        #[arg(long, default_value_t = 1_000_000)]
+        users: u64,
+        /// Decisions per second run meanwhile (open loop).
+        #[arg(long, default_value_t = 20_000)]
+        decide_rate: u64,
+    },
+    /// Write a snapshot of a generated population and restore it.
+    Restore {
+        #[arg(long, default_value_t = 10_000_000)]
+        users: u64,
+        /// Directory for the snapshot file.
+        #[arg(long, default_value = "target/bench-snapshot")]
+        dir: std::path::PathBuf,
+    },
+}
+
+const TOPIC: &str = "bench.behaviour";
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn setup(brokers: &str, topic: &str) -> IngestSetup {
+    IngestSetup {
+        kafka: KafkaConfig {
+            brokers: brokers.to_string(),
+            group_id: Some("bench".into()),
+            topics: vec![TopicConfig {
+                name: topic.into(),
+                kind: TopicKind::Behaviour,
+                format: Format::Protobuf,
+            }],
+            dead_letter: DeadLetterConfig::default(),
+            ready_max_lag: 0,
+            properties: Default::default(),
+        },
+        snapshot: None,
+        retention: RetentionConfig::default(),
+        tz_offset_secs: 8 * 3600,
+        start_offsets: Default::default(),
+    }
+}
+
+fn producer(brokers: &str, linger_ms: &str) -> Result<BaseProducer> {
+    Ok(ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", linger_ms)
+        .set("socket.nagle.disable", "true")
+        .set("queue.buffering.max.messages", "1000000")
+        .set("message.timeout.ms", "120000")
+        .create()?)
+}
+
+fn send(p: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
+    let mut rec = BaseRecord::to(topic).key(key).payload(payload);
+    while let Err((_, r)) = p.send(rec) {
+        p.poll(Duration::from_millis(1));
+        rec = r;
+    }
+}
+
+fn event(user: u64, t: i64, i: u64) -> Vec<u8> {
+    pb::BehaviourEvent {
+        user_id: user,
+        event_time_ms: t,
+        action: 1 + (i % 5) as i32,
+        category_id: [1319, 1525, 9987, 1316][(i % 4) as usize],
+        brand_id: [8557, 3321, 1001, 0][(i % 4) as usize],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn main() -> Result<()> {
+    rta_engine::telemetry::init_tracing();
+    let cli = Cli::parse();
+    match cli.mode {
+        Mode::Apply {
+            events,
+            users,
+            in_process: true,
+            ..
+        } => apply_in_process(events, users),
+        Mode::Apply {
+            events,
+            partitions,
+            users,
+            raw,
+            ..
+        } => apply(Broker::new(cli.brokers, partitions)?, events, users, raw),
+        Mode::Freshness {
+            rate,
+            seconds,
+            partitions,
+            users,
+            decide_rate,
+        } => freshness(
+            Broker::new(cli.brokers, partitions)?,
+            rate,
+            seconds,
+            users,
+            decide_rate,
+        ),
+        Mode::Restore { users, dir } => restore(users, &dir),
+    }
+}
+
+/// decode + apply over pre-encoded protobuf payloads, no broker: the engine's own cost.
+fn apply_in_process(events: u64, users: u64) -> Result<()> {
+    use rta_engine::ingest::apply::{ApplyContext, apply};
+    use rta_engine::ingest::event::{DecodeContext, decode};
+    let taxonomy = Taxonomy::default_taxonomy();
+    let now = now_ms();
+    let payloads: Vec<Vec<u8>> = (0..events).map(|i| event(1 + i % users, now, i)).collect();
+    let index = UserIndex::with_capacity(users as usize);
+    let dctx = DecodeContext {
+        taxonomy: &taxonomy,
+        now_ms: now,
+        retention_days: 400,
+    };
+    let actx = ApplyContext {
+        today: day_of(now / 1000, 8 * 3600),
+        tz_offset_secs: 8 * 3600,
+        retention_days: 400,
+    };
+    let t = Instant::now();
+    for p in &payloads {
+        let ev = decode(TopicKind::Behaviour, Format::Protobuf, p, &dctx)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        apply(&index, &ev, &actx).map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "decode + apply in process (one thread): {events} events over {users} users in {secs:.2}s ({:.0} events/s, {:.0} ns/event)",
+        events as f64 / secs,
+        secs * 1e9 / events as f64
+    );
+    Ok(())
+}
+
+fn apply(broker: Broker, events: u64, users: u64, raw: bool) -> Result<()> {
+    let (brokers, topic) = (broker.brokers.clone(), broker.topic.clone());
+    let partitions = {
+        let probe: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .create()?;
+        let md = rdkafka::consumer::Consumer::fetch_metadata(
+            &probe,
+            Some(&topic),
+            Duration::from_secs(10),
+        )?;
+        md.topics()
+            .first()
+            .map(|t| t.partitions().len() as i32)
+            .unwrap_or(0)
+    };
+    let p = producer(&brokers, "20")?;
+    let t0 = Instant::now();
+    let now = now_ms();
+    for i in 0..events {
+        let user = 1 + i % users;
+        send(&p, &topic, &user.to_string(), &event(user, now, i));
+    }
+    p.flush(Duration::from_secs(300))?;
+    println!(
+        "produced {events} events into {partitions} partitions in {:.2}s",
+        t0.elapsed().as_secs_f64()
+    );
+    // the mock broker keeps a bounded log per partition: count what is retained
+    let probe: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()?;
+    let mut retained = 0;
+    for part in 0..partitions {
+        let (low, high) = rdkafka::consumer::Consumer::fetch_watermarks(
+            &probe,
+            &topic,
+            part,
+            Duration::from_secs(10),
+        )?;
+        retained += high - low;
+        eprintln!("  partition {part}: offsets {low}..{high}");
+    }
+    let events = retained as u64;
+    println!("the broker retains {events} of them");
+
+    if raw {
+        // the broker + client ceiling: poll only, no decode, no apply
+        let c: rdkafka::consumer::BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", "raw")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", "10")
+            .create()?;
+        rdkafka::consumer::Consumer::subscribe(&c, &[topic.as_str()])?;
+        let t = Instant::now();
+        let mut n = 0u64;
+        while n < events {
+            if let Some(Ok(_)) = c.poll(Duration::from_millis(100)) {
+                n += 1;
+            }
+        }
+        println!(
+            "raw consume: {n} messages in {:.2}s ({:.0} messages/s)",
+            t.elapsed().as_secs_f64(),
+            n as f64 / t.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
+    let index = Arc::new(UserIndex::with_capacity(users as usize));
+    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
+    let t1 = Instant::now();
+    let ingest = kafka::start(setup(&brokers, &topic), index.clone(), taxonomy)?;
+    let mut first = None;
+    let mut last_report = Instant::now();
+    while ingest.consumed() < events {
+        if last_report.elapsed() >= Duration::from_secs(2) {
+            eprintln!("  consumed {} ...", ingest.consumed());
+            last_report = Instant::now();
+        }
+        if first.is_none() && ingest.consumed() > 0 {
+            first = Some((Instant::now(), ingest.consumed()));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let total = t1.elapsed().as_secs_f64();
+    let (f, n0) = first.context("nothing consumed")?;
+    let steady = f.elapsed().as_secs_f64();
+    println!(
+        "applied {events} events in {total:.2}s from start ({:.0} events/s); from first event {:.2}s ({:.0} events/s); {} users",
+        events as f64 / total,
+        steady,
+        (events - n0) as f64 / steady,
+        index.users()
+    );
+    ingest.stop();
+    Ok(())
+}
+
+/// Waits until `due`: sleeps while it is far, spins only the last 100 us.
+fn wait_until(due: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        let left = due - now;
+        if left > Duration::from_micros(200) {
+            std::thread::sleep(left - Duration::from_micros(100));
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+fn freshness(broker: Broker, rate: u64, seconds: u64, users: u64, decide_rate: u64) -> Result<()> {
+    let (brokers, topic) = (broker.brokers.clone(), broker.topic.clone());
+    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
+    let today = Clock::System {
+        tz_offset_secs: 8 * 3600,
+    }
+    .today();
+    let index = Arc::new(UserIndex::with_capacity(users as usize));
+    population::populate(&index, users, 42, today, &taxonomy);
+    let set = StrategySet::from_toml(DEMO_STRATEGIES, "demo", &taxonomy)?;
+    let engine = Arc::new(DecisionEngine::new(
+        index.clone(),
+        set,
+        Clock::System {
+            tz_offset_secs: 8 * 3600,
+        },
+    ));
+    let mut ingest = kafka::start(setup(&brokers, &topic), index.clone(), taxonomy)?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(ingest.wait_caught_up());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let decisions = Arc::new(AtomicU64::new(0));
+    // Decide under load: one thread deciding for random known devices
+    let load = {
+        let (engine, stop, decisions) = (engine.clone(), stop.clone(), decisions.clone());
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            let started = Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                if decide_rate > 0 {
+                    wait_until(started + Duration::from_secs_f64(n as f64 / decide_rate as f64));
+                }
+                n += 1;
+                i = i
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                let id = 1 + (i >> 33) % users;
+                let imei = format!("86{:013}", id % 10_000_000_000_000);
+                if let Ok(k) = DeviceKey::from_raw(DeviceIdKind::Imei, &imei) {
+                    let d = engine.decide(&DecisionRequest {
+                        devices: &[k],
+                        os: Os::Android,
+                        experiments: &[],
+                        only_strategies: &[],
+                    });
+                    std::hint::black_box(d);
+                }
+                decisions.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+
+    // new users (ids above the population) so that visibility is unambiguous
+    let base = users + 1_000_000;
+    let sample_every = 50u64;
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, Instant)>();
+    let checker = {
+        let index = index.clone();
+        std::thread::spawn(move || {
+            let mut h = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
+            for (user, sent) in rx {
+                while index.with_profile(user, |_| ()).is_none() {
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+                let _ = h.record(sent.elapsed().as_micros() as u64);
+            }
+            h
+        })
+    };
+    let p = producer(&brokers, "1")?;
+    let start = Instant::now();
+    let total = rate * seconds;
+    for i in 0..total {
+        // open loop: event i is due at start + i / rate
+        let due = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        wait_until(due);
+        let user = base + i;
+        send(&p, &topic, &user.to_string(), &event(user, now_ms(), i));
+        if i % sample_every == 0 {
+            let _ = tx.send((user, due));
+        }
+        p.poll(Duration::ZERO);
+    }
+    drop(tx);
+    let h = checker
+        .join()
+        .map_err(|_| anyhow::anyhow!("checker panicked"))?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = load.join();
+    let elapsed = start.elapsed().as_secs_f64();
+    println!(
+        "freshness (produced -> visible to Decide) at {rate} events/s for {seconds}s, {} samples: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; Decide meanwhile: {:.0} decisions/s",
+        h.len(),
+        h.value_at_quantile(0.5) as f64 / 1000.0,
+        h.value_at_quantile(0.9) as f64 / 1000.0,
+        h.value_at_quantile(0.99) as f64 / 1000.0,
+        h.max() as f64 / 1000.0,
+        decisions.load(Ordering::Relaxed) as f64 / elapsed
+    );
+    ingest.stop();
+    Ok(())
+}
+
+fn restore(users: u64, dir: &std::path::Path) -> Result<()> {
+    let taxonomy = Taxonomy::default_taxonomy();
+    let today = day_of(now_ms() / 1000, 8 * 3600);
+    let index = UserIndex::with_capacity(users as usize);
+    let t = Instant::now();
+    population::populate(&index, users, 42, today, &taxonomy);
+    println!(
+        "generated {users} users in {:.1}s",
+        t.elapsed().as_secs_f64()
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let t = Instant::now();
+    let path = snapshot::write(dir, &index, &Default::default(), 1)?;
+    let size = std::fs::metadata(&path)?.len();
+    println!(
+        "wrote {} ({:.0} MiB) in {:.2}s",
+        path.display(),
+        size as f64 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    drop(index);
+    let back = UserIndex::with_capacity(users as usize);
+    let t = Instant::now();
+    let r = snapshot::restore_newest(dir, &back, |n| eprintln!("  restored {n} users ..."))?
+        .context("no snapshot")?;
+    println!(
+        "restored {} users ({} devices) in {:.2}s",
+        r.users,
+        back.devices(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
