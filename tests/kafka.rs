@@ -375,3 +375,43 @@ async fn a_restart_resumes_from_the_snapshot_without_loss_or_double_counting() {
     ingest.stop();
     assert_eq!(carts(&second, 5), 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_replica_in_the_same_group_takes_no_partitions_away() {
+    // With group subscription a second member would trigger a rebalance and the
+    // first node would lose the users of the partitions moved away. Serving
+    // replicas assign every partition to themselves instead: both see everything.
+    let mock = cluster();
+    let brokers = mock.bootstrap_servers();
+    let first = Arc::new(UserIndex::default());
+    let a = start(setup(&brokers, None, None, Offsets::new()), &first);
+    let p = producer(&brokers);
+    let now = now_ms();
+    for user in 1..=30 {
+        send(&p, BEHAVIOUR, user, &cart(user, now));
+    }
+    flush(&p);
+    eventually(Duration::from_secs(20), "the first node's 30 users", || {
+        first.users() == 30
+    })
+    .await;
+    let second = Arc::new(UserIndex::default());
+    let b = start(setup(&brokers, None, None, Offsets::new()), &second); // same group id
+    for user in 31..=60 {
+        send(&p, BEHAVIOUR, user, &cart(user, now));
+    }
+    flush(&p);
+    eventually(Duration::from_secs(20), "60 users on both nodes", || {
+        first.users() == 60 && second.users() == 60
+    })
+    .await;
+    a.stop();
+    b.stop();
+    for user in 1..=60 {
+        assert_eq!(
+            (carts(&first, user), carts(&second, user)),
+            (1, 1),
+            "user {user}"
+        );
+    }
+}
