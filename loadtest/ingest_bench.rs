@@ -159,7 +159,12 @@ fn setup(brokers: &str, topic: &str) -> IngestSetup {
             }],
             dead_letter: DeadLetterConfig::default(),
             ready_max_lag: 0,
-            properties: Default::default(),
+            properties: std::env::var("RTA_BENCH_KAFKA_PROPS")
+                .unwrap_or_default()
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         },
         snapshot: None,
         retention: RetentionConfig::default(),

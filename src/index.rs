@@ -254,6 +254,25 @@ impl UserIndex {
         stale.len()
     }
 
+    /// Inserts a profile restored from a snapshot into an index being
+    /// restored: no relinking checks (a snapshot holds each device once).
+    pub fn insert_restored(&self, user: UserId, profile: UserProfile) {
+        for d in profile.devices() {
+            self.devices.insert(d, user);
+        }
+        self.profile_heap_bytes
+            .fetch_add(profile.heap_bytes() as u64, Ordering::Relaxed);
+        self.profiles.insert(user, profile);
+    }
+
+    /// Removes everything (a restore that turned out corrupt).
+    pub fn clear(&self) {
+        self.devices.clear();
+        self.profiles.clear();
+        self.tombstones.clear();
+        self.profile_heap_bytes.store(0, Ordering::Relaxed);
+    }
+
     /// Number of users.
     pub fn users(&self) -> usize {
         self.profiles.len()

@@ -193,7 +193,15 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
     let today = clock.today();
 
     let rss_before = resident_bytes();
-    let index = Arc::new(UserIndex::with_capacity(cfg.users.generate as usize));
+    // pre-size for the generated population or the snapshot about to be restored
+    let restoring = cfg
+        .snapshot
+        .as_ref()
+        .and_then(|s| rta_engine::snapshot::newest_counts(&s.dir))
+        .map_or(0, |(users, _)| users);
+    let index = Arc::new(UserIndex::with_capacity(
+        cfg.users.generate.max(restoring).min(1 << 31) as usize,
+    ));
     if cfg.users.generate > 0 {
         let started = Instant::now();
         eprintln!(

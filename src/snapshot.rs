@@ -1,14 +1,16 @@
 //! Snapshots: the whole index plus the source offsets it covers, so a restart
 //! (or a kill -9) resumes exactly where the snapshot was taken.
 //!
-//! File format (little-endian): magic `RTASNAP1`, created-at ms, the offsets
+//! File format (little-endian): magic `RTASNAP2`, created-at ms, user and
+//! device counts (to pre-size the index on restore), the offsets
 //! (topic, partition, next offset), the deletion tombstones, the profiles
 //! (user id + profile encoding), the record counts again, a CRC-32 of all of
 //! it and the end magic `RTAEND01`. A file is written to a temporary name,
 //! fsynced, renamed into place and the directory fsynced, so a crash leaves
 //! either the old snapshot or the new one, never half of one. On load, the
-//! newest file whose checksum and counts verify wins; a truncated or corrupt
-//! one is reported and skipped.
+//! newest file whose checksum and counts verify wins (read once: the checksum
+//! is checked at the end and a corrupt file's users are dropped again); a
+//! truncated or corrupt one is reported and skipped.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -19,7 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::index::{UserId, UserIndex};
 use crate::profile::UserProfile;
 
-const MAGIC: &[u8; 8] = b"RTASNAP1";
+const MAGIC: &[u8; 8] = b"RTASNAP2";
 const END: &[u8; 8] = b"RTAEND01";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".rtasnap";
@@ -127,6 +129,8 @@ pub fn write(
     let result = (|| -> io::Result<()> {
         w.write_all(MAGIC)?;
         w.write_all(&created.to_le_bytes())?;
+        w.write_all(&(index.users() as u64).to_le_bytes())?;
+        w.write_all(&(index.devices() as u64).to_le_bytes())?;
         w.write_all(&(offsets.len() as u32).to_le_bytes())?;
         for ((topic, partition), offset) in offsets {
             let t = topic.as_bytes();
@@ -221,24 +225,42 @@ pub fn restore_newest(
 ) -> Result<Option<Restored>, SnapshotError> {
     let mut skipped = Vec::new();
     for path in list(dir) {
-        // verify first: a corrupt file must not leave half its users behind
-        match verify(&path) {
-            Ok(()) => {}
-            Err(e) => {
+        match load(&path, index, &mut progress) {
+            Ok((offsets, users)) => {
+                return Ok(Some(Restored {
+                    path,
+                    offsets,
+                    users,
+                    skipped,
+                }));
+            }
+            Err(e @ SnapshotError::Corrupt { .. }) => {
+                // a corrupt file must not leave half its users behind
+                index.clear();
                 tracing::warn!(error = %e, "skipping snapshot");
                 skipped.push(e.to_string());
-                continue;
             }
+            Err(e) => return Err(e),
         }
-        let (offsets, users) = load(&path, index, &mut progress)?;
-        return Ok(Some(Restored {
-            path,
-            offsets,
-            users,
-            skipped,
-        }));
     }
     Ok(None)
+}
+
+/// The user and device counts recorded in the newest snapshot in `dir`, to
+/// pre-size an index before restoring (unverified: only a capacity hint).
+pub fn newest_counts(dir: &Path) -> Option<(u64, u64)> {
+    let path = list(dir).into_iter().next()?;
+    let mut f = File::open(path).ok()?;
+    let len = f.metadata().ok()?.len();
+    let mut h = [0u8; 32];
+    f.read_exact(&mut h).ok()?;
+    if &h[..8] != MAGIC {
+        return None;
+    }
+    let n = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
+    // a corrupt header must not size a huge allocation: every user takes at
+    // least 35 bytes of the file and every device 16
+    Some((n(16).min(len / 35), n(24).min(len / 16)))
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> SnapshotError {
@@ -311,6 +333,8 @@ fn load(
     }
     let mut u8x8 = [0u8; 8];
     r.read_exact(&mut u8x8).map_err(c)?; // created
+    r.read_exact(&mut u8x8).map_err(c)?; // users (a capacity hint)
+    r.read_exact(&mut u8x8).map_err(c)?; // devices (a capacity hint)
     let mut u8x4 = [0u8; 4];
     r.read_exact(&mut u8x4).map_err(c)?;
     let n_offsets = u32::from_le_bytes(u8x4);
@@ -355,6 +379,17 @@ fn load(
     r.read_exact(&mut u8x8).map_err(c)?;
     if u64::from_le_bytes(u8x8) != users {
         return Err(corrupt(path, "user count mismatch"));
+    }
+    let crc = r.crc.clone().finalize();
+    let mut tail = [0u8; 12];
+    r.inner
+        .read_exact(&mut tail)
+        .map_err(|_| corrupt(path, "truncated trailer"))?;
+    if &tail[4..] != END {
+        return Err(corrupt(path, "missing end marker (truncated?)"));
+    }
+    if u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]) != crc {
+        return Err(corrupt(path, "checksum mismatch"));
     }
     Ok((offsets, users))
 }
@@ -422,7 +457,9 @@ mod tests {
         assert_eq!(r.path, old);
         assert_eq!(r.offsets[&("t".to_string(), 0)], 1);
         assert_eq!(r.skipped.len(), 1);
-        assert!(r.skipped[0].contains("checksum"), "{:?}", r.skipped);
+        assert!(r.skipped[0].contains("corrupt snapshot"), "{:?}", r.skipped);
+        // nothing of the corrupt file's contents is left behind
+        assert_eq!(back.users(), idx.users());
         // truncation is detected too
         fs::write(&newest, &bytes[..bytes.len() / 3]).unwrap();
         assert!(matches!(
