@@ -5,9 +5,11 @@
 //! audience, compiles it ([`compile`]) and builds a [`Matcher`] over the set.
 //! The result, a [`StrategySet`], is immutable: reloads build a new set beside
 //! the serving one and swap it in atomically, so a bad file never replaces a
-//! good set.
+//! good set. [`generate`] writes random but realistic strategy files, for
+//! benchmarks and for testing matchers against each other.
 
 pub mod compile;
+pub mod generate;
 pub mod lang;
 pub mod matcher;
 
