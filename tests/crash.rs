@@ -103,14 +103,6 @@ fn events(n: usize, rng: &mut Lcg, now: i64) -> Vec<(usize, u64, Vec<u8>)> {
     out
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn spawn(config: &std::path::Path, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -191,7 +183,7 @@ async fn kill_9_at_random_points_neither_loses_nor_double_counts_events() {
     }
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http_port) = (free_port(), free_port());
+    let (grpc, http_port) = (common::free_port(), common::free_port());
     let config = dir.path().join("engine.toml");
     std::fs::write(
         &config,

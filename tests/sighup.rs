@@ -1,16 +1,10 @@
 //! SIGHUP reloads the strategy file in a running engine process; a bad file
 //! is rejected and the previous set keeps serving.
 
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn strategies(version: &str, audience: &str) -> String {
     format!(
@@ -34,13 +28,13 @@ async fn sighup_reloads_strategies_and_a_bad_file_keeps_the_old_set() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("strategies.toml");
     std::fs::write(&file, strategies("one", "age >= 18")).unwrap();
-    let http_port = free_port();
+    let http_port = common::free_port();
     let config = dir.path().join("engine.toml");
     std::fs::write(
         &config,
         format!(
             "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n[strategies]\npath = \"{}\"\n[users]\ngenerate = 100\n",
-            free_port(),
+            common::free_port(),
             file.display()
         ),
     )

@@ -72,7 +72,7 @@ use super::InvalidRequest;
 use super::limits::MAX_EXPERIMENTS;
 use crate::config::{FactorField, FailMode, TencentConfig};
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
-use crate::ids::DeviceKey;
+use crate::ids::{DeviceIdKind as Kind, DeviceKey};
 use crate::strategy::{BID_FACTOR_RANGE, Os};
 use crate::telemetry::{self, ignored, outcome};
 
@@ -355,17 +355,6 @@ struct Translated {
     devices: Vec<DeviceKey>,
     os: Os,
     experiments: Vec<u64>,
-}
-
-/// The device kinds of a Tencent request, in lookup order after the cached one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Imei,
-    Oaid,
-    Idfa,
-    Caid,
-    AndroidId,
-    Mac,
 }
 
 impl Translated {

@@ -140,3 +140,12 @@ pub fn request(id: &str, devices: Vec<pb::DeviceId>) -> pb::DecideRequest {
 pub fn matched_ids(r: &pb::DecideResponse) -> Vec<String> {
     r.matches.iter().map(|m| m.strategy_id.clone()).collect()
 }
+
+/// A port that was free a moment ago (for child processes that need a fixed port).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("a bound socket has an address")
+        .port()
+}
