@@ -62,6 +62,16 @@ pub async fn start_with(source: StrategySource) -> TestNode {
 
 /// Starts a node over `index` on free loopback ports.
 pub async fn start_node(index: Arc<UserIndex>, source: StrategySource, clock: Clock) -> TestNode {
+    start_node_with(index, source, clock, &Default::default()).await
+}
+
+/// Starts a node over `index` with the Tencent endpoint configured by `tencent`.
+async fn start_node_with(
+    index: Arc<UserIndex>,
+    source: StrategySource,
+    clock: Clock,
+    tencent: &rta_engine::config::TencentConfig,
+) -> TestNode {
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let set = source.load(&taxonomy).expect("strategies load");
     let engine = Arc::new(DecisionEngine::new(index, set, clock));
@@ -72,7 +82,9 @@ pub async fn start_node(index: Arc<UserIndex>, source: StrategySource, clock: Cl
         request_timeout: Duration::from_secs(5),
         max_batch: 100,
     };
-    let running = node::start(node.clone(), &opts).await.expect("node starts");
+    let running = node::start_with(node.clone(), &opts, tencent)
+        .await
+        .expect("node starts");
     node.set_ready(true);
     TestNode { running, node }
 }
@@ -87,23 +99,14 @@ pub async fn start_golden() -> TestNode {
 /// first, so that every request of the test is counted.
 pub async fn start_tencent(tencent: rta_engine::config::TencentConfig) -> TestNode {
     let _ = rta_engine::telemetry::prometheus();
-    let taxonomy = Arc::new(Taxonomy::default_taxonomy());
-    let index = Arc::new(index_from(GOLDEN_USERS, &taxonomy));
-    let source = StrategySource::Embedded(DEMO_STRATEGIES);
-    let set = source.load(&taxonomy).expect("strategies load");
-    let engine = Arc::new(DecisionEngine::new(index, set, Clock::Fixed(TODAY)));
-    let node = Arc::new(Node::new(engine, taxonomy, source));
-    let opts = ServeOptions {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        request_timeout: Duration::from_secs(5),
-        max_batch: 100,
-    };
-    let running = node::start_with(node.clone(), &opts, &tencent)
-        .await
-        .expect("node starts");
-    node.set_ready(true);
-    TestNode { running, node }
+    let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
+    start_node_with(
+        index,
+        StrategySource::Embedded(DEMO_STRATEGIES),
+        Clock::Fixed(TODAY),
+        &tencent,
+    )
+    .await
 }
 
 /// lower(md5(lower(imei))), computed independently of the engine's own hashing.
