@@ -1,5 +1,6 @@
 //! Matching one user against 10, 1,000, 10,000 and 100,000 generated
-//! strategies through `StrategySet::matching` (today the `LinearMatcher`).
+//! strategies, two ways: `linear` (`LinearMatcher`, every strategy evaluated)
+//! and `index` (`StrategySet::matching`, the `IndexedMatcher` that serves).
 //!
 //! Strategies come from `strategy::generate` (seed 7, default mix: 2 % broad,
 //! the rest narrow), loaded through `StrategySet::from_toml`; each smaller
@@ -10,9 +11,8 @@
 //! empty profile, only `match_unknown_devices` strategies are evaluated).
 //! Setup prints each user's match count per set size.
 //!
-//! Benchmark ids are `matching/<matcher>/<user>/<strategies>`, the matcher
-//! being `linear`; `benches/plot.py` draws one line per matcher and user, so
-//! an indexed matcher added under its own name shows up beside it.
+//! Benchmark ids are `matching/<matcher>/<user>/<strategies>`;
+//! `benches/plot.py` draws one line per matcher and user.
 //!
 //! ```text
 //! cargo bench --bench matching
@@ -28,7 +28,7 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rta_engine::profile::UserProfile;
 use rta_engine::strategy::generate;
-use rta_engine::strategy::{EvalContext, Os, StrategySet};
+use rta_engine::strategy::{EvalContext, LinearMatcher, Matcher, Os, StrategySet};
 use rta_engine::taxonomy::Taxonomy;
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
@@ -112,6 +112,18 @@ fn matching(c: &mut Criterion) {
             let mut out = Vec::with_capacity(set.strategies().len());
             g.bench_with_input(
                 BenchmarkId::new(format!("linear/{name}"), n),
+                set,
+                |b, set| {
+                    b.iter(|| {
+                        out.clear();
+                        LinearMatcher.matching(set.strategies(), black_box(&ctx), None, &mut out);
+                        out.len()
+                    })
+                },
+            );
+            g.sample_size(100);
+            g.bench_with_input(
+                BenchmarkId::new(format!("index/{name}"), n),
                 set,
                 |b, set| {
                     b.iter(|| {

@@ -6,7 +6,7 @@
 //! lock (no await, no I/O), and allocates only the answer's match list.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -116,8 +116,41 @@ pub struct Explanation {
 /// Decides requests against the index and the live strategy set.
 pub struct DecisionEngine {
     index: Arc<UserIndex>,
-    strategies: ArcSwap<StrategySet>,
+    live: ArcSwap<Live>,
     clock: Clock,
+}
+
+/// The serving strategy set with its per-strategy match counters, registered
+/// once per set (at its first counted match, so that a recorder installed
+/// after the engine was built still gets them): looking a labelled counter up
+/// in the metrics registry on every match would cost more than matching.
+struct Live {
+    set: Arc<StrategySet>,
+    matched: OnceLock<Box<[metrics::Counter]>>,
+}
+
+impl Live {
+    fn new(set: StrategySet) -> Self {
+        Self {
+            set: Arc::new(set),
+            matched: OnceLock::new(),
+        }
+    }
+
+    /// Strategy `i`'s match counter.
+    fn matched(&self, i: usize) -> Option<&metrics::Counter> {
+        self.matched
+            .get_or_init(|| {
+                self.set
+                    .strategies()
+                    .iter()
+                    .map(|s| {
+                        metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone())
+                    })
+                    .collect()
+            })
+            .get(i)
+    }
 }
 
 thread_local! {
@@ -129,7 +162,7 @@ impl DecisionEngine {
     pub fn new(index: Arc<UserIndex>, strategies: StrategySet, clock: Clock) -> Self {
         Self {
             index,
-            strategies: ArcSwap::from_pointee(strategies),
+            live: ArcSwap::from_pointee(Live::new(strategies)),
             clock,
         }
     }
@@ -141,12 +174,12 @@ impl DecisionEngine {
 
     /// The live strategy set.
     pub fn strategies(&self) -> Arc<StrategySet> {
-        self.strategies.load_full()
+        self.live.load().set.clone()
     }
 
     /// Atomically replaces the live strategy set; requests in flight finish on the old one.
     pub fn swap_strategies(&self, set: StrategySet) {
-        self.strategies.store(Arc::new(set));
+        self.live.store(Arc::new(Live::new(set)));
     }
 
     /// Today, per the engine's clock.
@@ -167,7 +200,8 @@ impl DecisionEngine {
 
     /// Decides; `count` says whether this is traffic (counted in metrics) or not.
     fn decide_counted(&self, req: &DecisionRequest<'_>, count: bool) -> Decision {
-        let set = self.strategies.load();
+        let live = self.live.load();
+        let set = &live.set;
         let usable = req.devices.iter().filter(|d| !d.is_doubtful()).count();
         if count && usable < req.devices.len() {
             metrics::counter!(telemetry::DOUBTFUL_IDS)
@@ -179,7 +213,7 @@ impl DecisionEngine {
             self.index.resolve(req.devices)
         };
         let today = self.clock.today();
-        let only = restriction(&set, req.only_strategies);
+        let only = restriction(set, req.only_strategies);
         SCRATCH.with(|scratch| {
             let mut hits = scratch.borrow_mut();
             hits.clear();
@@ -205,11 +239,10 @@ impl DecisionEngine {
             let strategies = set.strategies();
             let matches: Vec<MatchedStrategy> = hits
                 .iter()
-                .filter_map(|&i| strategies.get(i as usize))
-                .map(|s| {
-                    if count {
-                        metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone())
-                            .increment(1);
+                .filter_map(|&i| Some((i as usize, strategies.get(i as usize)?)))
+                .map(|(i, s)| {
+                    if count && let Some(matched) = live.matched(i) {
+                        matched.increment(1);
                     }
                     MatchedStrategy {
                         strategy_id: s.id.clone(),
@@ -246,7 +279,7 @@ impl DecisionEngine {
     /// Decides a request and says, per strategy, why it matched or not.
     pub fn explain(&self, req: &DecisionRequest<'_>) -> Explanation {
         let decision = self.decide_counted(req, false);
-        let set = self.strategies.load();
+        let set = self.strategies();
         let doubtful_ids = req.devices.iter().filter(|d| d.is_doubtful()).count();
         let user_id = self.index.resolve(req.devices);
         let today = self.clock.today();

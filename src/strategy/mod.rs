@@ -10,6 +10,7 @@
 
 pub mod compile;
 pub mod generate;
+pub mod indexed;
 pub mod lang;
 pub mod matcher;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 pub use compile::{EvalContext, Expr, Os};
+pub use indexed::{FeatureShares, IndexedMatcher};
 pub use matcher::{LinearMatcher, Matcher};
 
 use crate::taxonomy::Taxonomy;
@@ -31,6 +33,11 @@ pub const BID_FACTOR_RANGE: std::ops::RangeInclusive<f64> = 0.2..=5.0;
 
 /// The most strategies one file may hold.
 pub const MAX_STRATEGIES: usize = 100_000;
+
+/// Sets of at least this many strategies are matched through an
+/// [`IndexedMatcher`]; smaller ones are scanned, which is cheaper than
+/// probing a user's few dozen features (see `benches/matching.rs`).
+pub const INDEX_FROM: usize = 64;
 
 /// Why a strategy file was rejected. Positions are lines and columns of the file.
 #[derive(Debug, thiserror::Error)]
@@ -291,7 +298,11 @@ impl StrategySet {
         let version = file
             .version
             .unwrap_or_else(|| format!("sha-{:016x}", fnv1a(src.as_bytes())));
-        let matcher = Box::new(LinearMatcher::new(&strategies));
+        let matcher: Box<dyn Matcher> = if strategies.len() < INDEX_FROM {
+            Box::new(LinearMatcher::new(&strategies))
+        } else {
+            Box::new(IndexedMatcher::new(&strategies))
+        };
         Ok(Self {
             version,
             cache: file.cache,

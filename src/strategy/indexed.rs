@@ -1,0 +1,578 @@
+//! An index over strategies, so that matching one user costs what the user
+//! can possibly match, not the number of live strategies.
+//!
+//! The idea is the one of boolean-expression indexes (Whang et al., "Indexing
+//! Boolean Expressions", VLDB 2009) and of RTBKit's filter pipeline, reduced to
+//! what our audiences need: an audience is a conjunction of clauses, and most
+//! clauses can only hold if the user *has* something — a tag, a demographic
+//! value, a behaviour on an item, a state with an item, a request OS. Such a
+//! clause names a set of [`Feature`]s, at least one of which the user must
+//! have. At build time each strategy is filed under the features of its most
+//! selective such clause (its *access clause*, chosen by estimated share of
+//! users having any of its features). At match time the user's own features
+//! (a few dozen) are looked up in a hash table of postings; the strategies
+//! found, plus the few with no access clause at all, are the candidates, and
+//! each candidate is then evaluated in full exactly as
+//! [`super::LinearMatcher`] would. Candidates are a superset of the matches,
+//! so the answer is the linear scan's answer; the property tests in this
+//! module check that against randomised strategies and users.
+//!
+//! Cost per user: one hash probe per user feature plus one full evaluation
+//! per candidate. With narrow strategies spread over many features the
+//! candidates are a small share of the set, which is what makes 100,000
+//! strategies cost little more than 1,000.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use super::{EvalContext, Expr, Matcher, Strategy};
+use crate::profile::{Action, Attr, ItemKey, UserProfile};
+
+/// Something a user has that a clause can require: the unit of the postings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Feature {
+    /// Holds this tag.
+    Tag(u32),
+    /// Has this (known, non-zero) value of a demographic attribute.
+    Attr(Attr, u8),
+    /// The request comes from this OS (the [`super::Os`] code).
+    Os(u8),
+    /// Has a state (4A, RFM, CLV, ...) with this item.
+    State(ItemKey),
+    /// Did this action on this item at least once (any day).
+    Did(ItemKey, Action),
+}
+
+impl Feature {
+    /// A compact hash key: kind in the top byte, payload below.
+    fn key(self) -> u64 {
+        let item = |i: ItemKey| ((i.scope() as u64) << 30) | u64::from(i.id());
+        match self {
+            Self::Tag(t) => (1 << 56) | u64::from(t),
+            Self::Attr(a, v) => (2 << 56) | ((a as u64) << 8) | u64::from(v),
+            Self::Os(o) => (3 << 56) | u64::from(o),
+            Self::State(i) => (4 << 56) | item(i),
+            Self::Did(i, a) => (5 << 56) | ((a as u64) << 32) | item(i),
+        }
+    }
+
+    /// A prior guess of the share of users having this feature, used to pick
+    /// access clauses when no measured [`FeatureShares`] are given.
+    fn prior_share(self) -> f64 {
+        match self {
+            Self::Tag(_) => 0.05,
+            Self::Attr(a, _) => match a {
+                Attr::Gender | Attr::Marital | Attr::Children => 0.5,
+                Attr::CityTier => 0.17,
+                Attr::Education => 0.15,
+                Attr::Age => 0.02,
+                Attr::Occupation => 0.05,
+                Attr::PurchasingPower => 0.02,
+            },
+            Self::Os(_) => 0.5,
+            Self::State(_) => 0.02,
+            Self::Did(_, Action::Browse) => 0.03,
+            Self::Did(..) => 0.01,
+        }
+    }
+
+    /// Calls `f` with every feature the context has.
+    fn each_of(ctx: &EvalContext<'_>, mut f: impl FnMut(Feature)) {
+        f(Self::Os(ctx.os as u8));
+        each_profile_feature(ctx.profile, &mut f);
+    }
+}
+
+/// Every feature a profile has (all but the request's OS).
+fn each_profile_feature(p: &UserProfile, f: &mut impl FnMut(Feature)) {
+    for &t in p.tags() {
+        f(Feature::Tag(t));
+    }
+    for a in Attr::ALL {
+        let v = p.attr(a);
+        if v != 0 {
+            f(Feature::Attr(a, v));
+        }
+    }
+    for (item, _) in p.items() {
+        f(Feature::State(item));
+    }
+    // behaviour is sorted by item, action, day: one feature per run
+    let mut last = None;
+    for b in p.behaviour() {
+        let here = (b.item, b.action);
+        if last != Some(here) {
+            last = Some(here);
+            f(Feature::Did(b.item, b.action));
+        }
+    }
+}
+
+/// Measured shares of users having each feature, from a sample of profiles:
+/// lets access clauses be chosen by what the population really looks like.
+#[derive(Debug, Default, Clone)]
+pub struct FeatureShares {
+    counts: HashMap<u64, u32, ahash::RandomState>,
+    users: u32,
+}
+
+impl FeatureShares {
+    /// Counts the features of `profiles` (OS shares stay at their prior).
+    pub fn measure<'a>(profiles: impl IntoIterator<Item = &'a UserProfile>) -> Self {
+        let mut s = Self::default();
+        for p in profiles {
+            s.users += 1;
+            each_profile_feature(p, &mut |f| *s.counts.entry(f.key()).or_default() += 1);
+        }
+        s
+    }
+
+    /// The users sampled.
+    pub fn users(&self) -> u32 {
+        self.users
+    }
+
+    fn share(&self, f: Feature) -> f64 {
+        if self.users == 0 || matches!(f, Feature::Os(_)) {
+            return f.prior_share();
+        }
+        // half a user for features never seen: rare, but not free
+        let n = self.counts.get(&f.key()).map_or(0.5, |&n| f64::from(n));
+        n / f64::from(self.users)
+    }
+}
+
+/// The features one of which a clause requires, with their estimated share of
+/// users; `None` when the clause can hold for a user having none of them.
+fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<Feature>) -> Option<f64> {
+    let mut add = |fs: &mut dyn Iterator<Item = Feature>| {
+        let mut cost = 0.0;
+        for f in fs {
+            cost += shares.share(f);
+            out.push(f);
+        }
+        Some(cost)
+    };
+    match expr {
+        Expr::Tag(codes) => add(&mut codes.iter().map(|&t| Feature::Tag(t))),
+        Expr::Attr { attr, lo, hi } => {
+            add(&mut ((*lo).max(1)..=*hi).map(|v| Feature::Attr(*attr, v)))
+        }
+        Expr::AttrIn { attr, mask } => add(&mut (1..=255u8)
+            .filter(|v| mask[usize::from(v >> 6)] & (1 << (v & 63)) != 0)
+            .map(|v| Feature::Attr(*attr, v))),
+        Expr::Os(mask) => add(&mut (0..8u8).filter(|o| mask & (1 << o) != 0).map(Feature::Os)),
+        // a count of at least one needs at least one record of the action
+        Expr::Count {
+            item, action, lo, ..
+        } if *lo >= 1 => add(&mut std::iter::once(Feature::Did(*item, *action))),
+        // code 0 (no state with the item) not accepted: a state must exist
+        Expr::State { item, mask, .. } if mask & 1 == 0 => {
+            add(&mut std::iter::once(Feature::State(*item)))
+        }
+        Expr::Or(items) => {
+            let mark = out.len();
+            let mut cost = 0.0;
+            for e in items.iter() {
+                match access(e, shares, out) {
+                    Some(c) => cost += c,
+                    None => {
+                        out.truncate(mark);
+                        return None;
+                    }
+                }
+            }
+            Some(cost)
+        }
+        Expr::And(items) => best_of(items.iter(), shares, out),
+        Expr::Count { .. } | Expr::State { .. } | Expr::Not(_) => None,
+    }
+}
+
+/// The cheapest access among conjuncts, appended to `out`.
+fn best_of<'e>(
+    items: impl Iterator<Item = &'e Expr>,
+    shares: &FeatureShares,
+    out: &mut Vec<Feature>,
+) -> Option<f64> {
+    let mark = out.len();
+    let mut best: Option<(f64, Vec<Feature>)> = None;
+    let mut scratch = Vec::new();
+    for e in items {
+        scratch.clear();
+        if let Some(c) = access(e, shares, &mut scratch)
+            && best.as_ref().is_none_or(|(b, _)| c < *b)
+        {
+            best = Some((c, scratch.clone()));
+        }
+    }
+    let (cost, fs) = best?;
+    out.truncate(mark);
+    out.extend(fs);
+    Some(cost)
+}
+
+/// Clauses of one strategy indexed at most (one bit each in a `u8` mask).
+const MAX_INDEXED_CLAUSES: usize = 8;
+
+/// Clauses beyond the access clause are indexed only when at most this share
+/// of users could satisfy them: a clause most users pass filters little and
+/// costs a posting walk for most users.
+const SELECTIVE_SHARE: f64 = 0.25;
+
+/// A matcher that finds candidates through postings of features and
+/// evaluates only those; answers exactly as [`super::LinearMatcher`].
+///
+/// Each strategy is filed under the features of up to eight of its clauses
+/// (the access clause and other selective ones), each posting carrying the
+/// clause's bit. A user's postings set bits per strategy; only a strategy
+/// with every indexed clause's bit set (the counting step of Whang et al.) is
+/// evaluated in full.
+#[derive(Debug)]
+pub struct IndexedMatcher {
+    /// Feature key -> range of `postings`.
+    table: HashMap<u64, (u32, u32), ahash::RandomState>,
+    /// `strategy << 3 | clause bit`, grouped by feature.
+    postings: Vec<u32>,
+    /// Per strategy, the bits of its indexed clauses (0: not indexed).
+    required: Vec<u8>,
+    /// Strategies with no access clause: candidates for every known user.
+    unindexed: Vec<u32>,
+    /// Of those, the ones evaluated for unknown devices.
+    unindexed_unknown: Vec<u32>,
+    /// Estimated candidates per user, by the shares used to build.
+    expected_candidates: f64,
+    /// Every strategy's audience, copied in strategy order so that evaluating
+    /// ascending candidates walks memory forward instead of chasing pointers
+    /// allocated all over the heap while the file was parsed.
+    audiences: Vec<Audience>,
+}
+
+/// A strategy's audience: what the matcher evaluates.
+#[derive(Debug)]
+struct Audience {
+    match_unknown_devices: bool,
+    clauses: Box<[Expr]>,
+}
+
+impl Audience {
+    #[inline]
+    fn matches(&self, ctx: &EvalContext<'_>) -> bool {
+        (ctx.known_user || self.match_unknown_devices) && self.clauses.iter().all(|e| e.eval(ctx))
+    }
+}
+
+/// Per-thread scratch of the counting step, reused across requests.
+#[derive(Default)]
+struct Scratch {
+    /// Per strategy, the indexed clauses seen so far for this user.
+    seen: Vec<u8>,
+    /// Strategies with a non-zero `seen`, to reset them afterwards.
+    touched: Vec<u32>,
+    /// Strategies to evaluate.
+    candidates: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+impl IndexedMatcher {
+    /// Indexes `strategies`, choosing access clauses by prior feature shares.
+    pub fn new(strategies: &[Strategy]) -> Self {
+        Self::with_shares(strategies, &FeatureShares::default())
+    }
+
+    /// Indexes `strategies`, choosing access clauses by measured feature shares.
+    pub fn with_shares(strategies: &[Strategy], shares: &FeatureShares) -> Self {
+        let mut filed: Vec<(u64, u32)> = Vec::new();
+        let mut required = vec![0u8; strategies.len()];
+        let mut unindexed = Vec::new();
+        let mut unindexed_unknown = Vec::new();
+        let mut expected_candidates = 0.0;
+        let mut features = Vec::new();
+        let mut clauses: Vec<(f64, Vec<u64>)> = Vec::new();
+        for (i, s) in strategies.iter().enumerate() {
+            let i = i as u32;
+            clauses.clear();
+            for c in s.clauses.iter() {
+                features.clear();
+                if let Some(cost) = access(&c.expr, shares, &mut features) {
+                    let mut keys: Vec<u64> = features.iter().map(|f| f.key()).collect();
+                    keys.sort_unstable();
+                    keys.dedup();
+                    clauses.push((cost, keys));
+                }
+            }
+            clauses.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if clauses.is_empty() {
+                expected_candidates += 1.0;
+                unindexed.push(i);
+                if s.match_unknown_devices {
+                    unindexed_unknown.push(i);
+                }
+                continue;
+            }
+            let mut share = 1.0;
+            for (bit, (cost, keys)) in clauses.iter().take(MAX_INDEXED_CLAUSES).enumerate() {
+                if bit > 0 && *cost > SELECTIVE_SHARE {
+                    break;
+                }
+                share *= cost.min(1.0);
+                required[i as usize] |= 1 << bit;
+                filed.extend(keys.iter().map(|&k| (k, (i << 3) | bit as u32)));
+            }
+            expected_candidates += share;
+        }
+        filed.sort_unstable();
+        let mut table = HashMap::with_capacity_and_hasher(filed.len(), ahash::RandomState::new());
+        let mut postings = Vec::with_capacity(filed.len());
+        for group in filed.chunk_by(|a, b| a.0 == b.0) {
+            table.insert(group[0].0, (postings.len() as u32, group.len() as u32));
+            postings.extend(group.iter().map(|&(_, p)| p));
+        }
+        table.shrink_to_fit();
+        let audiences = strategies
+            .iter()
+            .map(|s| Audience {
+                match_unknown_devices: s.match_unknown_devices,
+                clauses: s.clauses.iter().map(|c| c.expr.clone()).collect(),
+            })
+            .collect();
+        Self {
+            audiences,
+            table,
+            postings,
+            required,
+            unindexed,
+            unindexed_unknown,
+            expected_candidates,
+        }
+    }
+
+    /// How many strategies have no access clause and are evaluated for every user.
+    pub fn unindexed(&self) -> usize {
+        self.unindexed.len()
+    }
+
+    /// The expected number of candidates per user, by the shares used to build.
+    pub fn expected_candidates(&self) -> f64 {
+        self.expected_candidates
+    }
+
+    fn postings_of(&self, f: Feature) -> &[u32] {
+        match self.table.get(&f.key()) {
+            Some(&(at, len)) => &self.postings[at as usize..(at + len) as usize],
+            None => &[],
+        }
+    }
+
+    /// Fills `scratch.candidates`, ascending: the strategies whose indexed
+    /// clauses all have a feature in `ctx`, and the unindexed ones.
+    fn candidates(&self, ctx: &EvalContext<'_>, scratch: &mut Scratch) {
+        let Scratch {
+            seen,
+            touched,
+            candidates,
+        } = scratch;
+        if seen.len() < self.required.len() {
+            seen.resize(self.required.len(), 0);
+        }
+        touched.clear();
+        candidates.clear();
+        Feature::each_of(ctx, |f| {
+            for &p in self.postings_of(f) {
+                let s = (p >> 3) as usize;
+                if seen[s] == 0 {
+                    touched.push(s as u32);
+                }
+                seen[s] |= 1 << (p & 7);
+            }
+        });
+        for &s in touched.iter() {
+            if seen[s as usize] == self.required[s as usize] {
+                candidates.push(s);
+            }
+            seen[s as usize] = 0;
+        }
+        candidates.extend_from_slice(if ctx.known_user {
+            &self.unindexed
+        } else {
+            &self.unindexed_unknown
+        });
+        candidates.sort_unstable();
+    }
+}
+
+impl Matcher for IndexedMatcher {
+    fn matching(
+        &self,
+        strategies: &[Strategy],
+        ctx: &EvalContext<'_>,
+        only: Option<&[u32]>,
+        out: &mut Vec<u32>,
+    ) {
+        if let Some(only) = only {
+            // a short explicit list: evaluating it is cheaper than probing
+            for &i in only {
+                if strategies.get(i as usize).is_some_and(|s| s.matches(ctx)) {
+                    out.push(i);
+                }
+            }
+            return;
+        }
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            self.candidates(ctx, &mut scratch);
+            for &i in &scratch.candidates {
+                if self
+                    .audiences
+                    .get(i as usize)
+                    .is_some_and(|a| a.matches(ctx))
+                {
+                    out.push(i);
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::population::generate_user;
+    use crate::profile::Day;
+    use crate::strategy::generate::{Mix, StrategyGenerator, strategy_file};
+    use crate::strategy::{LinearMatcher, Os, StrategySet};
+    use crate::taxonomy::Taxonomy;
+
+    const TODAY: Day = 2518;
+    const OSES: [Os; 5] = [Os::Unknown, Os::Android, Os::Ios, Os::Harmony, Os::Other];
+
+    fn set(seed: u64, n: u64, mix: Mix, t: &Taxonomy) -> StrategySet {
+        let g = StrategyGenerator::new(t, seed).with_mix(mix);
+        let strategies: Vec<_> = (0..n).map(|i| g.strategy(i)).collect();
+        StrategySet::from_toml(&strategy_file(&strategies, "prop"), "prop", t)
+            .expect("generated strategies compile")
+    }
+
+    fn both(
+        set: &StrategySet,
+        indexed: &IndexedMatcher,
+        ctx: &EvalContext<'_>,
+        only: Option<&[u32]>,
+    ) -> (Vec<u32>, Vec<u32>) {
+        let (mut lin, mut idx) = (Vec::new(), Vec::new());
+        LinearMatcher.matching(set.strategies(), ctx, only, &mut lin);
+        indexed.matching(set.strategies(), ctx, only, &mut idx);
+        (lin, idx)
+    }
+
+    fn mix(broad: f64, arbitrary: f64) -> Mix {
+        Mix { broad, arbitrary }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        /// On random strategy sets (random and/or/not trees and realistic
+        /// templates) and random users, known or not, with every OS, the index
+        /// answers exactly what evaluating every strategy answers.
+        #[test]
+        fn indexed_matches_exactly_what_the_linear_scan_matches(
+            strategy_seed in any::<u64>(),
+            n in 1u64..300,
+            broad in 0.0f64..0.3,
+            arbitrary in 0.0f64..1.0,
+            user_seed in any::<u64>(),
+            measured in any::<bool>(),
+        ) {
+            let t = Taxonomy::default_taxonomy();
+            let set = set(strategy_seed, n, mix(broad, arbitrary), &t);
+            let users: Vec<UserProfile> =
+                (1..=40).map(|id| generate_user(user_seed, id, TODAY, &t)).collect();
+            let indexed = if measured {
+                IndexedMatcher::with_shares(set.strategies(), &FeatureShares::measure(&users))
+            } else {
+                IndexedMatcher::new(set.strategies())
+            };
+            let empty = UserProfile::empty();
+            for (k, p) in users.iter().chain(std::iter::once(&empty)).enumerate() {
+                for known_user in [true, false] {
+                    let ctx = EvalContext {
+                        profile: p,
+                        known_user,
+                        today: TODAY - (k as Day % 40),
+                        os: OSES[k % OSES.len()],
+                    };
+                    let (lin, idx) = both(&set, &indexed, &ctx, None);
+                    prop_assert_eq!(&lin, &idx, "user {} known {}", k, known_user);
+                    // a restriction to every other strategy
+                    let only: Vec<u32> = (0..n as u32).step_by(2).collect();
+                    let (lin, idx) = both(&set, &indexed, &ctx, Some(&only));
+                    prop_assert_eq!(lin, idx);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn narrow_strategies_are_filed_under_features_and_not_scanned() {
+        let t = Taxonomy::default_taxonomy();
+        let set = set(7, 2000, Mix::default(), &t);
+        let indexed = IndexedMatcher::new(set.strategies());
+        // realistic strategies nearly all have an access clause ...
+        assert!(
+            indexed.unindexed() * 50 < set.strategies().len(),
+            "{} of {} unindexed",
+            indexed.unindexed(),
+            set.strategies().len()
+        );
+        // ... so a typical user is a candidate for a small share of them
+        let users: Vec<UserProfile> = (1..=200)
+            .map(|id| generate_user(42, id, TODAY, &t))
+            .collect();
+        let mut candidates = 0usize;
+        let mut scratch = Scratch::default();
+        for p in &users {
+            let ctx = EvalContext {
+                profile: p,
+                known_user: true,
+                today: TODAY,
+                os: Os::Android,
+            };
+            indexed.candidates(&ctx, &mut scratch);
+            candidates += scratch.candidates.len();
+        }
+        let mean = candidates as f64 / users.len() as f64;
+        assert!(mean < 0.2 * 2000.0, "{mean} candidates per user of 2000");
+    }
+
+    #[test]
+    fn a_not_only_audience_is_evaluated_for_everyone() {
+        let t = Taxonomy::default_taxonomy();
+        let src = "[[strategy]]\nid = \"a\"\ntarget_id = \"1\"\naudience = \"not buy(category 1, 30d)\"\nmatch_unknown_devices = true\n\n[[strategy]]\nid = \"b\"\ntarget_id = \"2\"\naudience = \"buy(category 1, 30d) >= 1 or os == ios\"\n";
+        let set = StrategySet::from_toml(src, "s", &t).expect("compiles");
+        let indexed = IndexedMatcher::new(set.strategies());
+        assert_eq!(indexed.unindexed(), 1);
+        let empty = UserProfile::empty();
+        let ctx = EvalContext {
+            profile: &empty,
+            known_user: false,
+            today: TODAY,
+            os: Os::Ios,
+        };
+        let mut out = Vec::new();
+        indexed.matching(set.strategies(), &ctx, None, &mut out);
+        assert_eq!(out, [0]);
+        let ctx = EvalContext {
+            known_user: true,
+            ..ctx
+        };
+        out.clear();
+        indexed.matching(set.strategies(), &ctx, None, &mut out);
+        assert_eq!(out, [0, 1]);
+    }
+}
