@@ -178,6 +178,33 @@ fn resident_bytes() -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// Resident bytes per user the index added (process RSS now minus `rss_before`,
+/// so allocator overhead and slack included) and where they went.
+fn memory_report(index: &UserIndex, rss_before: Option<u64>) -> String {
+    let users = index.users().max(1) as f64;
+    let (device_table, profile_table) = index.table_bytes();
+    let per_user = |b: u64| b as f64 / users;
+    match resident_bytes().zip(rss_before) {
+        Some((now, before)) => {
+            let added = now.saturating_sub(before);
+            format!(
+                "{:.0} bytes/user resident ({:.0} MiB; process {:.0} MiB): device table {:.0}, \
+                 profile table {:.0}, profile bodies {:.0}, allocator overhead and rest {:.0}",
+                per_user(added),
+                added as f64 / 1048576.0,
+                now as f64 / 1048576.0,
+                per_user(device_table),
+                per_user(profile_table),
+                per_user(index.profile_heap_bytes()),
+                per_user(
+                    added.saturating_sub(device_table + profile_table + index.profile_heap_bytes())
+                ),
+            )
+        }
+        None => "resident size unknown".into(),
+    }
+}
+
 async fn run(cfg: Config, demo: bool) -> Result<()> {
     telemetry::init_tracing();
     let _ = telemetry::prometheus();
@@ -194,13 +221,15 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
 
     let rss_before = resident_bytes();
     // pre-size for the generated population or the snapshot about to be restored
-    let restoring = cfg
+    let (restoring_users, restoring_devices) = cfg
         .snapshot
         .as_ref()
         .and_then(|s| rta_engine::snapshot::newest_counts(&s.dir))
-        .map_or(0, |(users, _)| users);
-    let index = Arc::new(UserIndex::with_capacity(
-        cfg.users.generate.max(restoring).min(1 << 31) as usize,
+        .unwrap_or((0, 0));
+    let generated_devices = (cfg.users.generate as f64 * population::DEVICES_PER_USER) as u64;
+    let index = Arc::new(UserIndex::with_capacities(
+        cfg.users.generate.max(restoring_users).min(1 << 31) as usize,
+        generated_devices.max(restoring_devices).min(1 << 32) as usize,
     ));
     if cfg.users.generate > 0 {
         let started = Instant::now();
@@ -212,22 +241,12 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
         let (n, seed, tax) = (cfg.users.generate, cfg.users.seed, taxonomy.clone());
         tokio::task::spawn_blocking(move || population::populate(&idx, n, seed, today, &tax))
             .await?;
-        let rss = resident_bytes()
-            .zip(rss_before)
-            .map(|(a, b)| a.saturating_sub(b));
         eprintln!(
             "generated {} users, {} devices in {:.1}s; {}",
             index.users(),
             index.devices(),
             started.elapsed().as_secs_f64(),
-            match rss {
-                Some(b) => format!(
-                    "{:.0} bytes/user resident ({:.0} MiB)",
-                    b as f64 / index.users().max(1) as f64,
-                    b as f64 / 1048576.0
-                ),
-                None => "resident size unknown".into(),
-            }
+            memory_report(&index, rss_before)
         );
     }
     if let Some(path) = &cfg.users.file {

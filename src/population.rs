@@ -114,6 +114,11 @@ const GROUPS: &[(&str, f64, Interests)] = &[
 /// Interests of users without a target group (the remaining share).
 const UNKNOWN_GROUP_INTERESTS: &[(u32, f64)] = &[(9987, 0.2), (12218, 0.2)];
 
+/// Devices per generated user on average (70 % Android with an IMEI, 60 % of
+/// them an OAID too; 30 % iOS with an IDFA, half of them a CAID too), to
+/// pre-size an index for a population.
+pub const DEVICES_PER_USER: f64 = 0.7 * (1.0 + 0.6) + 0.3 * (1.0 + 0.5);
+
 /// Generates user `id` (1-based) of the population with `seed`, as of `today`.
 pub fn generate_user(seed: u64, id: UserId, today: Day, taxonomy: &Taxonomy) -> UserProfile {
     let mut rng = Pcg64Mcg::seed_from_u64(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15));

@@ -1,13 +1,16 @@
 //! `UserProfile`: everything the engine knows about one user, packed into one
 //! small heap block so that 100 M users fit a single machine.
 //!
-//! Layout: a 40-byte header (demographics inline, tag version, counts) and one `Box<[u32]>`
-//! holding, in order and each sorted for binary search:
-//! device keys (4 words each), tag codes (1 word), per-item states (2 words:
-//! item key, packed 4A/RFM/CLV), and daily behaviour counts (2 words: item
-//! key, packed action/day/count). A profile is immutable once built; changes
-//! go through [`ProfileBuilder`] and replace it whole, which keeps readers
-//! lock-free apart from the index shard lock.
+//! Layout: one thin pointer to one heap block: a 24-byte header (demographics
+//! inline, tag version, counts) followed by `u32` words holding, in order and
+//! each sorted for binary search: device keys (4 words each), tag codes (1
+//! word), per-item states (2 words: item key, packed 4A/RFM/CLV), and daily
+//! behaviour counts (2 words: item key, packed action/day/count). Changes go
+//! through [`ProfileBuilder`] and replace the profile whole, or, for counts
+//! and states, happen in place under the index shard's write lock.
+
+use std::alloc::{self, Layout};
+use std::ptr::NonNull;
 
 use crate::ids::DeviceKey;
 use crate::taxonomy::TagCode;
@@ -423,22 +426,86 @@ impl BehaviourCount {
     }
 }
 
-/// A user's profile. Build with [`ProfileBuilder`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct UserProfile {
-    demographics: [u8; 8],
+/// The fixed part of a profile, at the start of its heap block (24 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Header {
     tag_version: u64,
+    demographics: [u8; 8],
     touched: Day,
     n_tags: u16,
     n_devices: u8,
     n_items: u8,
-    words: Box<[u32]>,
+    /// The number of words after the header, or [`LONG`] when the number is
+    /// stored as a `u32` in the first word instead (65535 words or more).
+    short_len: u16,
 }
+
+/// [`Header::short_len`] of a profile whose word count is in its first word.
+const LONG: u16 = u16::MAX;
+
+/// The body of [`UserProfile::empty`]: shared, never written, never freed, so
+/// that evaluating an unknown device allocates nothing.
+static EMPTY: Header = Header {
+    tag_version: 0,
+    demographics: [0; 8],
+    touched: 0,
+    n_tags: 0,
+    n_devices: 0,
+    n_items: 0,
+    short_len: 0,
+};
+
+/// A user's profile. Build with [`ProfileBuilder`].
+///
+/// One thin pointer (8 bytes) to a single heap block: the 24-byte header, then
+/// the words. Thin rather than a header plus `Box<[u32]>` (40 bytes) because
+/// the index holds one per user in hash table slots that are paid for whether
+/// full or not; and only 4-aligned (the address kept as two `u32` halves) so
+/// that a slot of a 32-bit user id and its profile is 12 bytes, not 16.
+pub struct UserProfile {
+    /// The block's address, low half first (its provenance exposed).
+    addr: [u32; 2],
+}
+
+// SAFETY: a profile owns its heap block exclusively, like a `Box`, and has no
+// interior mutability; the shared `EMPTY` block is never written.
+unsafe impl Send for UserProfile {}
+// SAFETY: as above; `&UserProfile` only reads.
+unsafe impl Sync for UserProfile {}
+
+impl Drop for UserProfile {
+    fn drop(&mut self) {
+        if !self.is_shared_empty() {
+            let layout = Self::layout(self.words().len());
+            // SAFETY: allocated in `with_words` with this layout (same word count).
+            unsafe { alloc::dealloc(self.body().cast(), layout) }
+        }
+    }
+}
+
+impl Clone for UserProfile {
+    fn clone(&self) -> Self {
+        if self.is_shared_empty() {
+            return Self::empty();
+        }
+        let words = self.words();
+        Self::with_words(*self.header(), words.len(), |w| w.copy_from_slice(words))
+    }
+}
+
+impl PartialEq for UserProfile {
+    fn eq(&self, other: &Self) -> bool {
+        self.header() == other.header() && self.words() == other.words()
+    }
+}
+
+impl Eq for UserProfile {}
 
 impl std::fmt::Debug for UserProfile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserProfile")
-            .field("demographics", &self.demographics)
+            .field("demographics", &self.header().demographics)
             .field("tags", &self.tags())
             .field("items", &self.items().count())
             .field("behaviour", &self.behaviour().count())
@@ -447,48 +514,145 @@ impl std::fmt::Debug for UserProfile {
 }
 
 impl UserProfile {
-    /// A profile with nothing known (used to evaluate unknown devices).
+    /// A profile with nothing known (used to evaluate unknown devices); does
+    /// not allocate.
     pub fn empty() -> Self {
+        Self::at(NonNull::from(&EMPTY))
+    }
+
+    /// A profile owning the block at `body` (or the shared EMPTY).
+    fn at(body: NonNull<Header>) -> Self {
+        let a = body.as_ptr().expose_provenance() as u64;
         Self {
-            demographics: [0; 8],
-            tag_version: 0,
-            touched: 0,
-            n_tags: 0,
-            n_devices: 0,
-            n_items: 0,
-            words: Box::new([]),
+            addr: [a as u32, (a >> 32) as u32],
+        }
+    }
+
+    /// The block's address.
+    #[inline]
+    fn body(&self) -> *mut Header {
+        let a = u64::from(self.addr[0]) | (u64::from(self.addr[1]) << 32);
+        std::ptr::with_exposed_provenance_mut(a as usize)
+    }
+
+    fn is_shared_empty(&self) -> bool {
+        std::ptr::eq(self.body(), &EMPTY)
+    }
+
+    /// The heap block of a profile with `n` words.
+    fn layout(n: usize) -> Layout {
+        let count_word = usize::from(n >= usize::from(LONG));
+        // a profile's words are counted in u32 and exist in memory already, so
+        // this is far below isize::MAX
+        Layout::from_size_align(
+            size_of::<Header>() + 4 * (count_word + n),
+            align_of::<Header>(),
+        )
+        .expect("profile size fits a Layout")
+    }
+
+    /// A new block holding `header` and `n` words, which `fill` writes.
+    fn with_words(mut header: Header, n: usize, fill: impl FnOnce(&mut [u32])) -> Self {
+        let long = n >= usize::from(LONG);
+        header.short_len = if long { LONG } else { n as u16 };
+        // `build` and `read_from` bound the count; a block whose stored count
+        // differed from its size could not be freed correctly, so never wrap
+        let n32 = u32::try_from(n).expect("a profile has fewer than 2^32 words");
+        let layout = Self::layout(n);
+        // SAFETY: the layout is at least the header, never zero-sized.
+        let raw = unsafe { alloc::alloc(layout) }.cast::<Header>();
+        let Some(body) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the block is `layout` bytes, aligned for Header: the header,
+        // then (when long) the count word, then `n` words, all written here
+        // (zeroed before `fill` sees them).
+        unsafe {
+            body.as_ptr().write(header);
+            let mut words = body.as_ptr().add(1).cast::<u32>();
+            if long {
+                words.write(n32);
+                words = words.add(1);
+            }
+            words.write_bytes(0, n);
+            fill(std::slice::from_raw_parts_mut(words, n));
+        }
+        Self::at(body)
+    }
+
+    #[inline]
+    fn header(&self) -> &Header {
+        // SAFETY: `body` always points to an initialised header (ours or EMPTY).
+        unsafe { &*self.body() }
+    }
+
+    /// The header, to change it; a shared empty profile gets its own block first.
+    fn header_mut(&mut self) -> &mut Header {
+        if self.is_shared_empty() {
+            *self = Self::with_words(EMPTY, 0, |_| {});
+        }
+        // SAFETY: not the shared EMPTY (replaced above) and `&mut self` is exclusive.
+        unsafe { &mut *self.body() }
+    }
+
+    /// The words after the header (and after the count word, when long).
+    #[inline]
+    fn words(&self) -> &[u32] {
+        let short = self.header().short_len;
+        // SAFETY: `with_words` wrote the count and words right after the header;
+        // EMPTY has short_len 0, so only a zero-length slice at its end is made.
+        unsafe {
+            let words = self.body().add(1).cast::<u32>();
+            if short == LONG {
+                std::slice::from_raw_parts(words.add(1), *words as usize)
+            } else {
+                std::slice::from_raw_parts(words, usize::from(short))
+            }
+        }
+    }
+
+    fn words_mut(&mut self) -> &mut [u32] {
+        if self.is_shared_empty() {
+            return &mut [];
+        }
+        let n = self.words().len();
+        let long = self.header().short_len == LONG;
+        // SAFETY: as in `words`, the block is ours (not EMPTY) and `&mut self` is exclusive.
+        unsafe {
+            let words = self.body().add(1).cast::<u32>();
+            std::slice::from_raw_parts_mut(words.add(usize::from(long)), n)
         }
     }
 
     fn device_end(&self) -> usize {
-        4 * usize::from(self.n_devices)
+        4 * usize::from(self.header().n_devices)
     }
     fn tag_end(&self) -> usize {
-        self.device_end() + usize::from(self.n_tags)
+        self.device_end() + usize::from(self.header().n_tags)
     }
     fn item_end(&self) -> usize {
-        self.tag_end() + 2 * usize::from(self.n_items)
+        self.tag_end() + 2 * usize::from(self.header().n_items)
     }
 
     /// The value of a demographic attribute (0 = unknown).
     #[inline]
     pub fn attr(&self, a: Attr) -> u8 {
-        self.demographics[a as usize]
+        self.header().demographics[a as usize]
     }
 
     /// The day the profile was last changed (for expiry).
     pub fn touched(&self) -> Day {
-        self.touched
+        self.header().touched
     }
 
     /// The version of the last tag-platform update applied.
     pub fn tag_version(&self) -> u64 {
-        self.tag_version
+        self.header().tag_version
     }
 
     /// The devices linked to this user.
     pub fn devices(&self) -> impl Iterator<Item = DeviceKey> + '_ {
-        self.words[..self.device_end()].chunks_exact(4).map(|w| {
+        self.words()[..self.device_end()].chunks_exact(4).map(|w| {
             let mut k = [0u8; 16];
             for (i, word) in w.iter().enumerate() {
                 k[4 * i..4 * i + 4].copy_from_slice(&word.to_le_bytes());
@@ -500,7 +664,7 @@ impl UserProfile {
     /// The user's tags, sorted.
     #[inline]
     pub fn tags(&self) -> &[TagCode] {
-        &self.words[self.device_end()..self.tag_end()]
+        &self.words()[self.device_end()..self.tag_end()]
     }
 
     /// True if the user holds at least one of `codes`.
@@ -515,13 +679,13 @@ impl UserProfile {
     }
 
     fn item_words(&self) -> &[[u32; 2]] {
-        self.words[self.tag_end()..self.item_end()]
+        self.words()[self.tag_end()..self.item_end()]
             .as_chunks::<2>()
             .0
     }
 
     fn behaviour_words(&self) -> &[[u32; 2]] {
-        self.words[self.item_end()..].as_chunks::<2>().0
+        self.words()[self.item_end()..].as_chunks::<2>().0
     }
 
     /// The state with `item`, if any is known.
@@ -570,15 +734,16 @@ impl UserProfile {
     pub fn add_count(&mut self, item: ItemKey, action: Action, day: Day, count: u16) {
         let start = self.item_end();
         let key = (item.0, ((action as u32) << 16) | u32::from(day));
-        let recs = self.words[start..].as_chunks::<2>().0;
+        let recs = self.words()[start..].as_chunks::<2>().0;
         let pos = recs.partition_point(|r| (r[0], r[1] >> 12) < key);
         if let Some(r) = recs.get(pos)
             && (r[0], r[1] >> 12) == key
         {
             let at = start + 2 * pos + 1;
-            let w = self.words[at];
+            let words = self.words_mut();
+            let w = words[at];
             let sum = ((w & 0xfff) + u32::from(count)).min(u32::from(BehaviourCount::MAX));
-            self.words[at] = (w & !0xfff) | sum;
+            words[at] = (w & !0xfff) | sum;
             return;
         }
         let rec = BehaviourCount {
@@ -600,17 +765,20 @@ impl UserProfile {
         code: u8,
     ) -> Result<(), ProfileError> {
         let (start, end) = (self.tag_end(), self.item_end());
-        let recs = self.words[start..end].as_chunks::<2>().0;
+        let recs = self.words()[start..end].as_chunks::<2>().0;
         match recs.binary_search_by_key(&item.0, |r| r[0]) {
             Ok(i) => {
                 let at = start + 2 * i + 1;
-                self.words[at] = ItemState(self.words[at]).with(field, code).0;
+                let words = self.words_mut();
+                words[at] = ItemState(words[at]).with(field, code).0;
             }
             Err(i) => {
-                self.n_items = self
+                let n_items = self
+                    .header()
                     .n_items
                     .checked_add(1)
                     .ok_or(ProfileError::TooMany("item states"))?;
+                self.header_mut().n_items = n_items;
                 self.insert_words(
                     start + 2 * i,
                     &[item.0, ItemState::default().with(field, code).0],
@@ -622,31 +790,43 @@ impl UserProfile {
 
     /// Marks the profile as changed on `day` (for expiry).
     pub fn touch(&mut self, day: Day) {
-        self.touched = self.touched.max(day);
+        if day > self.header().touched {
+            self.header_mut().touched = day;
+        }
     }
 
+    /// Replaces the block by one with `new` inserted at word `at`.
     fn insert_words(&mut self, at: usize, new: &[u32]) {
-        let mut v = Vec::with_capacity(self.words.len() + new.len());
-        v.extend_from_slice(&self.words[..at]);
-        v.extend_from_slice(new);
-        v.extend_from_slice(&self.words[at..]);
-        self.words = v.into_boxed_slice();
+        let old = self.words();
+        let grown = Self::with_words(*self.header(), old.len() + new.len(), |w| {
+            w[..at].copy_from_slice(&old[..at]);
+            w[at..at + new.len()].copy_from_slice(new);
+            w[at + new.len()..].copy_from_slice(&old[at..]);
+        });
+        *self = grown;
     }
 
-    /// Heap bytes owned by this profile (excluding allocator overhead).
+    /// Heap bytes owned by this profile: header and words (excluding allocator
+    /// overhead; 0 for [`UserProfile::empty`]).
     pub fn heap_bytes(&self) -> usize {
-        self.words.len() * 4
+        if self.is_shared_empty() {
+            0
+        } else {
+            Self::layout(self.words().len()).size()
+        }
     }
 
     /// Writes the profile in the snapshot encoding (little-endian, header then words).
     pub fn write_to(&self, w: &mut impl std::io::Write) -> std::io::Result<()> {
-        w.write_all(&self.demographics)?;
-        w.write_all(&self.tag_version.to_le_bytes())?;
-        w.write_all(&self.touched.to_le_bytes())?;
-        w.write_all(&self.n_tags.to_le_bytes())?;
-        w.write_all(&[self.n_devices, self.n_items])?;
-        w.write_all(&(self.words.len() as u32).to_le_bytes())?;
-        for word in self.words.iter() {
+        let h = self.header();
+        let words = self.words();
+        w.write_all(&h.demographics)?;
+        w.write_all(&h.tag_version.to_le_bytes())?;
+        w.write_all(&h.touched.to_le_bytes())?;
+        w.write_all(&h.n_tags.to_le_bytes())?;
+        w.write_all(&[h.n_devices, h.n_items])?;
+        w.write_all(&(words.len() as u32).to_le_bytes())?;
+        for word in words {
             w.write_all(&word.to_le_bytes())?;
         }
         Ok(())
@@ -674,27 +854,29 @@ impl UserProfile {
         }
         let mut buf = vec![0u8; 4 * n_words];
         r.read_exact(&mut buf)?;
-        let words: Box<[u32]> = buf
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
-        Ok(Self {
-            demographics,
+        let header = Header {
             tag_version,
+            demographics,
             touched,
             n_tags,
             n_devices,
             n_items,
-            words,
-        })
+            short_len: 0,
+        };
+        Ok(Self::with_words(header, n_words, |w| {
+            for (word, c) in w.iter_mut().zip(buf.chunks_exact(4)) {
+                *word = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }))
     }
 
     /// A builder holding this profile's contents, to change it.
     pub fn to_builder(&self) -> ProfileBuilder {
+        let h = self.header();
         ProfileBuilder {
-            demographics: self.demographics,
-            tag_version: self.tag_version,
-            touched: self.touched,
+            demographics: h.demographics,
+            tag_version: h.tag_version,
+            touched: h.touched,
             devices: self.devices().collect(),
             tags: self.tags().to_vec(),
             items: self.items().collect(),
@@ -777,30 +959,39 @@ impl ProfileBuilder {
         let n_tags = u16::try_from(self.tags.len()).map_err(|_| ProfileError::TooMany("tags"))?;
         let n_items =
             u8::try_from(items.len()).map_err(|_| ProfileError::TooMany("item states"))?;
-        let mut words = Vec::with_capacity(
-            4 * self.devices.len() + self.tags.len() + 2 * items.len() + 2 * behaviour.len(),
-        );
-        for d in &self.devices {
-            for c in d.0.chunks_exact(4) {
-                words.push(u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
-            }
+        let n_words =
+            4 * self.devices.len() + self.tags.len() + 2 * items.len() + 2 * behaviour.len();
+        if u32::try_from(n_words).is_err() {
+            return Err(ProfileError::TooMany("behaviour counts"));
         }
-        words.extend_from_slice(&self.tags);
-        for (k, s) in &items {
-            words.extend_from_slice(&[k.0, s.0]);
-        }
-        for w in &behaviour {
-            words.extend_from_slice(w);
-        }
-        Ok(UserProfile {
-            demographics: self.demographics,
+        let header = Header {
             tag_version: self.tag_version,
+            demographics: self.demographics,
             touched: self.touched,
             n_tags,
             n_devices,
             n_items,
-            words: words.into_boxed_slice(),
-        })
+            short_len: 0,
+        };
+        // written straight into the profile's block: no intermediate vector
+        Ok(UserProfile::with_words(header, n_words, |words| {
+            let (keys, rest) = words.split_at_mut(4 * self.devices.len());
+            for (w, c) in keys
+                .iter_mut()
+                .zip(self.devices.iter().flat_map(|d| d.0.chunks_exact(4)))
+            {
+                *w = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+            let (tags, rest) = rest.split_at_mut(self.tags.len());
+            tags.copy_from_slice(&self.tags);
+            let (states, rest) = rest.split_at_mut(2 * items.len());
+            for (w, (k, s)) in states.as_chunks_mut::<2>().0.iter_mut().zip(&items) {
+                *w = [k.0, s.0];
+            }
+            for (w, b) in rest.as_chunks_mut::<2>().0.iter_mut().zip(&behaviour) {
+                *w = *b;
+            }
+        }))
     }
 }
 
@@ -813,8 +1004,18 @@ mod tests {
     }
 
     #[test]
-    fn header_stays_40_bytes() {
-        assert_eq!(std::mem::size_of::<UserProfile>(), 40);
+    fn a_profile_is_one_thin_pointer_to_a_24_byte_header_and_its_words() {
+        assert_eq!(size_of::<UserProfile>(), 8);
+        assert_eq!(size_of::<(u32, UserProfile)>(), 12);
+        assert_eq!(size_of::<Header>(), 24);
+        assert_eq!(UserProfile::empty().heap_bytes(), 0);
+        let p = ProfileBuilder {
+            tags: vec![1, 2, 3],
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        assert_eq!(p.heap_bytes(), 24 + 3 * 4);
     }
 
     #[test]
@@ -913,6 +1114,67 @@ mod tests {
         let mut bad = bytes.clone();
         bad[18] = 200; // n_tags larger than the words
         assert!(UserProfile::read_from(&mut bad.as_slice()).is_err());
+    }
+
+    #[test]
+    fn the_shared_empty_profile_is_copied_before_it_changes() {
+        let mut p = UserProfile::empty();
+        assert_eq!(p, UserProfile::empty());
+        assert_eq!(p.clone(), p);
+        p.touch(7);
+        p.add_count(item(Scope::Brand, 1), Action::Buy, 7, 2);
+        p.set_state(item(Scope::Brand, 1), StateField::Clv, 3)
+            .unwrap();
+        assert_eq!(p.touched(), 7);
+        assert_eq!(p.count(item(Scope::Brand, 1), Action::Buy, 0, 9), 2);
+        // the shared block is untouched
+        let e = UserProfile::empty();
+        assert_eq!(
+            (e.touched(), e.behaviour().count(), e.items().count()),
+            (0, 0, 0)
+        );
+        assert_eq!(e.heap_bytes(), 0);
+        assert_ne!(p, e);
+    }
+
+    #[test]
+    fn profiles_of_65535_words_or_more_keep_their_count_in_a_word() {
+        let it = item(Scope::Sku, 3);
+        let mut b = ProfileBuilder {
+            devices: vec![DeviceKey([5; 16])],
+            tags: vec![1, 2, 3],
+            ..Default::default()
+        };
+        // 4 + 3 + 2 * 32764 = 65535 words: just long
+        for day in 0..32764 {
+            b.behaviour.push(BehaviourCount {
+                item: it,
+                action: Action::Browse,
+                day,
+                count: 1,
+            });
+        }
+        let mut p = b.clone().build().unwrap();
+        assert_eq!(p.words().len(), 65535);
+        assert_eq!(p.heap_bytes(), 24 + 4 + 4 * 65535);
+        assert_eq!(p.devices().collect::<Vec<_>>(), vec![DeviceKey([5; 16])]);
+        assert_eq!(p.tags(), &[1, 2, 3]);
+        assert_eq!(p.count(it, Action::Browse, 100, 199), 100);
+        assert_eq!(p.clone(), p);
+        assert_eq!(p.to_builder().build().unwrap(), p);
+        let mut bytes = Vec::new();
+        p.write_to(&mut bytes).unwrap();
+        assert_eq!(UserProfile::read_from(&mut bytes.as_slice()).unwrap(), p);
+        p.add_count(it, Action::Buy, 1, 1);
+        assert_eq!(p.words().len(), 65537);
+        assert_eq!(p.count(it, Action::Buy, 0, 9), 1);
+        // and one word less is short again
+        b.behaviour.pop();
+        b.tags.pop();
+        let short = b.build().unwrap();
+        assert_eq!(short.words().len(), 65532);
+        assert_eq!(short.heap_bytes(), 24 + 4 * 65532);
+        assert_eq!(short.count(it, Action::Browse, 0, 40000), 32763);
     }
 
     #[test]
