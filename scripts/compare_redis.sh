@@ -1,0 +1,235 @@
+#!/usr/bin/env bash
+# Our full gRPC Decide vs. Redis GET, on this machine, in one go.
+#
+# Redis holding user tags is the ordinary alternative to this engine, so this
+# measures both at the same client concurrency on the same cores:
+#   1. builds release (`cargo build --release --bins`);
+#   2. starts `rta-engine demo` (USERS generated users) and waits for /readyz;
+#   3. `rta-load` closed loop at CONCURRENCY in flight: our saturation rate;
+#   4. `rta-load` open loop at OPEN_PERCENT % of it: our p99 under load
+#      (latency from the scheduled send, coordinated omission corrected);
+#   5. stops the engine, starts a local `redis-server` and loads USERS keys of
+#      VALUE_SIZE bytes (`key:%012d`, the names `redis-benchmark -r` asks for);
+#   6. `redis-benchmark -t get -r USERS -c CONCURRENCY` (no pipelining, -P 1);
+#   7. prints the table and writes every result as JSON into OUT_DIR.
+#
+# Needs: cargo, curl, python3, redis-server, redis-cli, redis-benchmark
+#   (Debian/Ubuntu: apt-get install -y redis-server redis-tools).
+# Settings (environment): USERS=1000000 CONCURRENCY=50 CONNECTIONS=4
+#   LOAD_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENT=80 DEADLINE_MS=2
+#   HIT_RATIO=0.9 ZIPF=0 VALUE_SIZE=200 GRPC_PORT=55051 HTTP_PORT=58080
+#   REDIS_PORT=56379 OUT_DIR=target/compare; CARGO_TARGET_DIR is honoured.
+# The server runs with its defaults (a tokio worker per core); the load
+# generators with LOAD_THREADS threads (redis-benchmark is single-threaded
+# unless LOAD_THREADS > 1).
+#
+# Usage: scripts/compare_redis.sh            (from anywhere in the repository)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+USERS=${USERS:-1000000}
+CONCURRENCY=${CONCURRENCY:-50}
+CONNECTIONS=${CONNECTIONS:-4}
+LOAD_THREADS=${LOAD_THREADS:-1}
+DURATION=${DURATION:-10}
+WARMUP=${WARMUP:-2}
+OPEN_PERCENT=${OPEN_PERCENT:-80}
+DEADLINE_MS=${DEADLINE_MS:-2}
+HIT_RATIO=${HIT_RATIO:-0.9}
+ZIPF=${ZIPF:-0}
+VALUE_SIZE=${VALUE_SIZE:-200}
+GRPC_PORT=${GRPC_PORT:-55051}
+HTTP_PORT=${HTTP_PORT:-58080}
+REDIS_PORT=${REDIS_PORT:-56379}
+OUT_DIR=${OUT_DIR:-target/compare}
+BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+READY_TIMEOUT_S=${READY_TIMEOUT_S:-600}
+
+log() { printf '[compare] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+for tool in cargo curl python3 redis-server redis-cli redis-benchmark; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        case "$tool" in
+            redis-*) die "$tool not found: install it with 'apt-get install -y redis-server redis-tools'" ;;
+            *) die "$tool not found" ;;
+        esac
+    fi
+done
+
+mkdir -p "$OUT_DIR"
+
+ENGINE_PID=""
+REDIS_PID=""
+# Stops what this script started, on any exit.
+cleanup() {
+    local pid
+    for pid in "$ENGINE_PID" "$REDIS_PID"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Polls `$@` every 0.2 s until it succeeds; fails after $1 seconds or when the
+# process $2 has exited.
+wait_until() {
+    local timeout_s=$1 pid=$2 what=$3
+    shift 3
+    local deadline=$((SECONDS + timeout_s))
+    until "$@" >/dev/null 2>&1; do
+        kill -0 "$pid" 2>/dev/null || die "$what exited before it was ready"
+        ((SECONDS < deadline)) || die "$what not ready after ${timeout_s}s"
+        sleep 0.2
+    done
+}
+
+# json_get FILE EXPR: a value from a JSON file (EXPR indexes `r`, e.g. r["latency_us"]["p99"]).
+json_get() {
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
+}
+
+log "building release binaries"
+cargo build --release --bins
+ENGINE="$BIN_DIR/rta-engine"
+LOAD="$BIN_DIR/rta-load"
+[[ -x "$ENGINE" && -x "$LOAD" ]] || die "no binaries in $BIN_DIR (set CARGO_TARGET_DIR as for the build)"
+
+# --- our engine --------------------------------------------------------------
+log "starting rta-engine demo with $USERS users (log: $OUT_DIR/engine.log)"
+"$ENGINE" demo --users "$USERS" \
+    --grpc-addr "127.0.0.1:$GRPC_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
+    >"$OUT_DIR/engine.log" 2>&1 &
+ENGINE_PID=$!
+wait_until "$READY_TIMEOUT_S" "$ENGINE_PID" "rta-engine" \
+    curl -sf "http://127.0.0.1:$HTTP_PORT/readyz"
+log "rta-engine ready"
+
+load_args=(--addr "http://127.0.0.1:$GRPC_PORT" --users "$USERS"
+    --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --threads "$LOAD_THREADS"
+    --duration "$DURATION" --warmup "$WARMUP" --deadline-ms "$DEADLINE_MS"
+    --hit-ratio "$HIT_RATIO" --zipf "$ZIPF")
+
+log "rta-load closed loop, $CONCURRENCY in flight"
+"$LOAD" "${load_args[@]}" --closed --json "$OUT_DIR/engine_closed.json"
+SATURATION=$(json_get "$OUT_DIR/engine_closed.json" 'round(r["achieved_rate"])')
+OPEN_RATE=$((SATURATION * OPEN_PERCENT / 100))
+((OPEN_RATE > 0)) || die "saturation rate is 0: see $OUT_DIR/engine_closed.json"
+
+log "rta-load open loop at $OPEN_RATE/s ($OPEN_PERCENT % of $SATURATION/s)"
+"$LOAD" "${load_args[@]}" --rate "$OPEN_RATE" --json "$OUT_DIR/engine_open.json"
+
+kill "$ENGINE_PID"
+wait "$ENGINE_PID" 2>/dev/null || true
+ENGINE_PID=""
+
+# --- Redis -------------------------------------------------------------------
+log "starting redis-server on port $REDIS_PORT (no persistence)"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --daemonize no >"$OUT_DIR/redis.log" 2>&1 &
+REDIS_PID=$!
+wait_until 30 "$REDIS_PID" "redis-server" redis-cli -p "$REDIS_PORT" ping
+
+log "loading $USERS keys of $VALUE_SIZE bytes"
+VALUE=$(head -c "$VALUE_SIZE" /dev/zero | tr '\0' 'v')
+redis-cli -p "$REDIS_PORT" eval \
+    "for i = 0, tonumber(ARGV[1]) - 1 do redis.call('SET', string.format('key:%012d', i), ARGV[2]) end return redis.call('DBSIZE')" \
+    0 "$USERS" "$VALUE" >/dev/null
+KEYS=$(redis-cli -p "$REDIS_PORT" dbsize)
+[[ "$KEYS" == "$USERS" ]] || die "redis holds $KEYS keys, expected $USERS"
+
+bench_args=(-p "$REDIS_PORT" -t get -r "$USERS" -c "$CONCURRENCY" -P 1 --csv)
+if ((LOAD_THREADS > 1)); then
+    bench_args+=(--threads "$LOAD_THREADS")
+fi
+# redis-benchmark counts requests, not seconds: a short run warms up and
+# calibrates, then the measured run lasts about DURATION seconds
+redis_rps() { python3 -c 'import csv,sys; rows=[r for r in csv.DictReader(open(sys.argv[1])) if r["test"]=="GET"]; print(round(float(rows[0]["rps"])))' "$1"; }
+log "redis-benchmark warm-up"
+redis-benchmark "${bench_args[@]}" -n 100000 >"$OUT_DIR/redis_warmup.csv"
+REDIS_N=$(($(redis_rps "$OUT_DIR/redis_warmup.csv") * ${DURATION%.*}))
+((REDIS_N >= 100000)) || REDIS_N=100000
+log "redis-benchmark -t get -c $CONCURRENCY -r $USERS -n $REDIS_N"
+redis-benchmark "${bench_args[@]}" -n "$REDIS_N" >"$OUT_DIR/redis_get.csv"
+REDIS_VERSION=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+
+kill "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null || true
+REDIS_PID=""
+
+# --- summary -----------------------------------------------------------------
+python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" "$OPEN_PERCENT" <<'EOF'
+import csv, json, os, platform, subprocess, sys, time
+
+out, redis_n, redis_version, value_size, open_percent = sys.argv[1:]
+closed = json.load(open(os.path.join(out, "engine_closed.json")))
+opened = json.load(open(os.path.join(out, "engine_open.json")))
+get = next(r for r in csv.DictReader(open(os.path.join(out, "redis_get.csv"))) if r["test"] == "GET")
+
+def cpu_model():
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+def git_rev():
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+redis_rps = float(get["rps"])
+redis_p99_us = float(get["p99_latency_ms"]) * 1000
+summary = {
+    "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    "git": git_rev(),
+    "machine": {"cpus": os.cpu_count(), "cpu": cpu_model()},
+    "concurrency": closed["concurrency"],
+    "users_or_keys": closed["users"],
+    "engine": {
+        "saturation_decisions_per_s": closed["achieved_rate"],
+        "closed_loop_p99_us": closed["latency_us"]["p99"],
+        "open_loop_rate": opened["target_rate"],
+        "open_loop_percent_of_saturation": int(open_percent),
+        "open_loop_achieved_per_s": opened["achieved_rate"],
+        "open_loop_p99_us": opened["latency_us"]["p99"],
+        "open_loop_late": opened["late"],
+        "open_loop_errors": opened["errors"],
+        "closed": closed,
+        "open": opened,
+    },
+    "redis": {
+        "version": redis_version,
+        "value_bytes": int(value_size),
+        "requests": int(redis_n),
+        "gets_per_s": redis_rps,
+        "p50_us": float(get["p50_latency_ms"]) * 1000,
+        "p99_us": redis_p99_us,
+        "max_us": float(get["max_latency_ms"]) * 1000,
+        "csv": get,
+    },
+    "ratio_decisions_to_gets": closed["achieved_rate"] / redis_rps if redis_rps else None,
+}
+with open(os.path.join(out, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+
+e = summary["engine"]
+rows = [
+    ("rta-engine gRPC Decide, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}'),
+    (f'rta-engine gRPC Decide, open loop {e["open_loop_rate"]:,.0f}/s', f'{e["open_loop_achieved_per_s"]:,.0f}', f'{e["open_loop_p99_us"]:,.0f}'),
+    ("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}"),
+]
+print(f'\n{summary["machine"]["cpus"]} CPUs ({summary["machine"]["cpu"]}), {summary["concurrency"]} requests in flight, {summary["users_or_keys"]:,} users / keys')
+print(f'{"":44} {"per s":>10} {"p99 us":>8}')
+for name, rate, p99 in rows:
+    print(f"{name:44} {rate:>10} {p99:>8}")
+print(f'ratio: {summary["ratio_decisions_to_gets"]:.2f} full decisions per Redis GET')
+print(f"results: {os.path.join(out, 'summary.json')}")
+EOF
