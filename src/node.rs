@@ -228,17 +228,19 @@ pub async fn start_with(
         opts.max_batch,
     ))
     .max_decoding_message_size(4 * 1024 * 1024);
+    // TCP_NODELAY on every accepted connection (the builder's `tcp_nodelay`
+    // does not apply to a listener we bound ourselves): an answer is a few
+    // small HTTP/2 frames, and Nagle plus the client's delayed ACK held them
+    // for milliseconds whenever the connection was not saturated
+    let grpc_incoming =
+        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
         .timeout(opts.request_timeout)
-        .tcp_nodelay(true)
         .add_service(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(rta)
-        .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
-            wait_for(rx.clone()),
-        );
+        .serve_with_incoming_shutdown(grpc_incoming, wait_for(rx.clone()));
     let grpc_task = tokio::spawn(async move {
         if let Err(e) = grpc.await {
             tracing::error!(error = %e, "gRPC server stopped");
