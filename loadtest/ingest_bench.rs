@@ -135,6 +135,11 @@ enum Mode {
         /// Directory for the snapshot file.
         #[arg(long, default_value = "target/bench-snapshot")]
         dir: std::path::PathBuf,
+        /// Only restore the snapshot an earlier run left in `--dir`, in this
+        /// fresh process, as a restarting engine does (the write-then-restore
+        /// run restores into a heap just freed of the generated population).
+        #[arg(long)]
+        existing: bool,
     },
 }
 
@@ -233,7 +238,11 @@ fn main() -> Result<()> {
             users,
             decide_rate,
         ),
-        Mode::Restore { users, dir } => restore(users, &dir),
+        Mode::Restore {
+            users,
+            dir,
+            existing,
+        } => restore(users, &dir, existing),
     }
 }
 
@@ -492,7 +501,27 @@ fn freshness(broker: Broker, rate: u64, seconds: u64, users: u64, decide_rate: u
     Ok(())
 }
 
-fn restore(users: u64, dir: &std::path::Path) -> Result<()> {
+fn restore(users: u64, dir: &std::path::Path, existing: bool) -> Result<()> {
+    if !existing {
+        write_population_snapshot(users, dir)?;
+    }
+    // pre-sized from the snapshot's header, as `serve` does
+    let (users, devices) = snapshot::newest_counts(dir).context("no snapshot")?;
+    let back = UserIndex::with_capacities(users as usize, devices as usize);
+    let t = Instant::now();
+    let r = snapshot::restore_newest(dir, &back, |n| eprintln!("  restored {n} users ..."))?
+        .context("no snapshot")?;
+    println!(
+        "restored {} users ({} devices) in {:.2}s",
+        r.users,
+        back.devices(),
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Generates `users` users and writes them as the only snapshot in `dir`.
+fn write_population_snapshot(users: u64, dir: &std::path::Path) -> Result<()> {
     let taxonomy = Taxonomy::default_taxonomy();
     let today = day_of(now_ms() / 1000, 8 * 3600);
     let index = UserIndex::with_capacity(users as usize);
@@ -510,17 +539,6 @@ fn restore(users: u64, dir: &std::path::Path) -> Result<()> {
         "wrote {} ({:.0} MiB) in {:.2}s",
         path.display(),
         size as f64 / 1048576.0,
-        t.elapsed().as_secs_f64()
-    );
-    drop(index);
-    let back = UserIndex::with_capacity(users as usize);
-    let t = Instant::now();
-    let r = snapshot::restore_newest(dir, &back, |n| eprintln!("  restored {n} users ..."))?
-        .context("no snapshot")?;
-    println!(
-        "restored {} users ({} devices) in {:.2}s",
-        r.users,
-        back.devices(),
         t.elapsed().as_secs_f64()
     );
     Ok(())

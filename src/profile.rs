@@ -852,8 +852,6 @@ impl UserProfile {
         if n_words < fixed || !(n_words - fixed).is_multiple_of(2) || n_words > 1 << 20 {
             return Err(bad("profile counts do not fit its words"));
         }
-        let mut buf = vec![0u8; 4 * n_words];
-        r.read_exact(&mut buf)?;
         let header = Header {
             tag_version,
             demographics,
@@ -863,11 +861,23 @@ impl UserProfile {
             n_items,
             short_len: 0,
         };
-        Ok(Self::with_words(header, n_words, |w| {
-            for (word, c) in w.iter_mut().zip(buf.chunks_exact(4)) {
-                *word = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        // straight into the profile's block, through a small stack buffer:
+        // restoring a snapshot reads millions of these
+        let mut read = Ok(());
+        let profile = Self::with_words(header, n_words, |words| {
+            let mut buf = [0u8; 256];
+            for chunk in words.chunks_mut(buf.len() / 4) {
+                let bytes = &mut buf[..4 * chunk.len()];
+                if let Err(e) = r.read_exact(bytes) {
+                    read = Err(e);
+                    return;
+                }
+                for (word, c) in chunk.iter_mut().zip(bytes.chunks_exact(4)) {
+                    *word = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
             }
-        }))
+        });
+        read.map(|()| profile)
     }
 
     /// A builder holding this profile's contents, to change it.

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::index::{UserId, UserIndex};
-use crate::profile::UserProfile;
+use crate::profile::{ProfileError, UserProfile};
 
 const MAGIC: &[u8; 8] = b"RTASNAP2";
 const END: &[u8; 8] = b"RTAEND01";
@@ -358,24 +358,35 @@ fn load(
         r.read_exact(&mut u8x8).map_err(c)?;
         index.restore_tombstone(user, i64::from_le_bytes(u8x8));
     }
-    let mut users = 0u64;
-    loop {
-        let mut more = [0u8; 1];
-        r.read_exact(&mut more).map_err(c)?;
-        if more[0] == 0 {
-            break;
+    let users = insert_in_parallel(index, |send| {
+        let mut users = 0u64;
+        let mut batch = Vec::with_capacity(BATCH);
+        loop {
+            let mut more = [0u8; 1];
+            r.read_exact(&mut more).map_err(c)?;
+            if more[0] == 0 {
+                break;
+            }
+            r.read_exact(&mut u8x8).map_err(c)?;
+            let user: UserId = u64::from_le_bytes(u8x8);
+            batch.push((user, UserProfile::read_from(&mut r).map_err(c)?));
+            if batch.len() == BATCH
+                && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
+            {
+                return Ok(users); // an inserter failed: its error is reported
+            }
+            users += 1;
+            if users.is_multiple_of(1_000_000) {
+                progress(users);
+            }
         }
-        r.read_exact(&mut u8x8).map_err(c)?;
-        let user: UserId = u64::from_le_bytes(u8x8);
-        let p = UserProfile::read_from(&mut r).map_err(c)?;
-        index
-            .upsert(user, p)
-            .map_err(|e| corrupt(path, e.to_string()))?;
-        users += 1;
-        if users.is_multiple_of(1_000_000) {
-            progress(users);
-        }
-    }
+        send(batch);
+        Ok(users)
+    })
+    .map_err(|e| match e {
+        Loaded::Read(e) => e,
+        Loaded::Insert(e) => corrupt(path, e.to_string()),
+    })?;
     r.read_exact(&mut u8x8).map_err(c)?;
     if u64::from_le_bytes(u8x8) != users {
         return Err(corrupt(path, "user count mismatch"));
@@ -392,6 +403,67 @@ fn load(
         return Err(corrupt(path, "checksum mismatch"));
     }
     Ok((offsets, users))
+}
+
+/// Users handed to an inserter thread at a time.
+const BATCH: usize = 1024;
+
+/// Why a parallel load stopped.
+enum Loaded {
+    /// Reading or decoding the file failed.
+    Read(SnapshotError),
+    /// A profile could not be inserted.
+    Insert(ProfileError),
+}
+
+/// Runs `read` on this thread, which hands batches of users to `send`, and
+/// inserts them into `index` on one thread per core: hash inserts, not
+/// reading, are most of a restore, and the index takes them concurrently.
+/// Order does not matter: a snapshot holds each user once and each device
+/// under one user. `send` returns false once an inserter has failed; the
+/// first failure is returned after all threads stopped.
+fn insert_in_parallel(
+    index: &UserIndex,
+    read: impl FnOnce(&mut dyn FnMut(Vec<(UserId, UserProfile)>) -> bool) -> Result<u64, SnapshotError>,
+) -> Result<u64, Loaded> {
+    let inserters = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    std::thread::scope(|s| {
+        let mut senders = Vec::with_capacity(inserters);
+        let mut handles = Vec::with_capacity(inserters);
+        for _ in 0..inserters {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(UserId, UserProfile)>>(4);
+            senders.push(tx);
+            handles.push(s.spawn(move || -> Result<(), ProfileError> {
+                for batch in rx {
+                    for (user, profile) in batch {
+                        index.upsert(user, profile)?;
+                    }
+                }
+                Ok(())
+            }));
+        }
+        let mut next = 0;
+        let read = read(&mut |batch| {
+            next = (next + 1) % senders.len();
+            senders[next].send(batch).is_ok()
+        });
+        drop(senders);
+        let mut failed = None;
+        for h in handles {
+            match h.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    failed.get_or_insert(e);
+                }
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        match (read, failed) {
+            (_, Some(e)) => Err(Loaded::Insert(e)),
+            (Err(e), None) => Err(Loaded::Read(e)),
+            (Ok(users), None) => Ok(users),
+        }
+    })
 }
 
 /// Snapshot timing for logs.
