@@ -16,11 +16,14 @@
 # Needs: cargo, curl, python3, redis-server, redis-cli, redis-benchmark
 #   (Debian/Ubuntu: apt-get install -y redis-server redis-tools).
 # Settings (environment): USERS=1000000 CONCURRENCY=50 CONNECTIONS=4
-#   LOAD_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENT=80 DEADLINE_MS=2
+#   LOAD_THREADS=1 ENGINE_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENT=80 DEADLINE_MS=2
 #   HIT_RATIO=0.9 ZIPF=0 VALUE_SIZE=200 GRPC_PORT=55051 HTTP_PORT=58080
 #   REDIS_PORT=56379 OUT_DIR=target/compare; CARGO_TARGET_DIR is honoured.
-# The server runs with its defaults (a tokio worker per core); the load
-# generators with LOAD_THREADS threads (redis-benchmark is single-threaded
+# The engine serves with ENGINE_THREADS tokio workers (default 1, like Redis's
+# one thread: on a small machine the other core is the load generator's, and
+# an engine with a worker per core there only fights its own load for CPU;
+# set it to the core count on a machine with cores to spare); the load
+# generators use LOAD_THREADS threads (redis-benchmark is single-threaded
 # unless LOAD_THREADS > 1).
 #
 # Usage: scripts/compare_redis.sh            (from anywhere in the repository)
@@ -32,6 +35,7 @@ USERS=${USERS:-1000000}
 CONCURRENCY=${CONCURRENCY:-50}
 CONNECTIONS=${CONNECTIONS:-4}
 LOAD_THREADS=${LOAD_THREADS:-1}
+ENGINE_THREADS=${ENGINE_THREADS:-1}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 OPEN_PERCENT=${OPEN_PERCENT:-80}
@@ -100,8 +104,8 @@ LOAD="$BIN_DIR/rta-load"
 [[ -x "$ENGINE" && -x "$LOAD" ]] || die "no binaries in $BIN_DIR (set CARGO_TARGET_DIR as for the build)"
 
 # --- our engine --------------------------------------------------------------
-log "starting rta-engine demo with $USERS users (log: $OUT_DIR/engine.log)"
-"$ENGINE" demo --users "$USERS" \
+log "starting rta-engine demo with $USERS users, $ENGINE_THREADS worker threads (log: $OUT_DIR/engine.log)"
+TOKIO_WORKER_THREADS="$ENGINE_THREADS" "$ENGINE" demo --users "$USERS" \
     --grpc-addr "127.0.0.1:$GRPC_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
     >"$OUT_DIR/engine.log" 2>&1 &
 ENGINE_PID=$!
@@ -162,7 +166,7 @@ wait "$REDIS_PID" 2>/dev/null || true
 REDIS_PID=""
 
 # --- summary -----------------------------------------------------------------
-python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" "$OPEN_PERCENT" <<'EOF'
+ENGINE_THREADS="$ENGINE_THREADS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" "$OPEN_PERCENT" <<'EOF'
 import csv, json, os, platform, subprocess, sys, time
 
 out, redis_n, redis_version, value_size, open_percent = sys.argv[1:]
@@ -192,6 +196,7 @@ summary = {
     "git": git_rev(),
     "machine": {"cpus": os.cpu_count(), "cpu": cpu_model()},
     "concurrency": closed["concurrency"],
+    "engine_threads": int(os.environ.get("ENGINE_THREADS", "1")),
     "users_or_keys": closed["users"],
     "engine": {
         "saturation_decisions_per_s": closed["achieved_rate"],
