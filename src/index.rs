@@ -459,26 +459,27 @@ impl UserIndex {
     fn put_profile(&self, user: UserId, profile: UserProfile) -> Option<UserProfile> {
         let (h, seeds) = (self.seeds.user(user), self.seeds);
         let added = profile.heap_bytes() as u64;
-        let old = self
-            .profiles
-            .write(h)
-            .insert(h, user, profile, |u| seeds.user(u));
-        self.profile_heap_bytes.fetch_add(added, Ordering::Relaxed);
-        if let Some(old) = &old {
-            self.profile_heap_bytes
-                .fetch_sub(old.heap_bytes() as u64, Ordering::Relaxed);
-        }
+        // counted under the shard lock, so that a concurrent removal of the
+        // same user cannot subtract before this adds (the gauge would wrap)
+        let mut shard = self.profiles.write(h);
+        let old = shard.insert(h, user, profile, |u| seeds.user(u));
+        let removed = old.as_ref().map_or(0, |o| o.heap_bytes() as u64);
+        self.profile_heap_bytes
+            .fetch_add(added.wrapping_sub(removed), Ordering::Relaxed);
+        drop(shard);
         old
     }
 
     /// Removes a profile; returns it.
     fn take_profile(&self, user: UserId) -> Option<UserProfile> {
         let h = self.seeds.user(user);
-        let removed = self.profiles.write(h).remove(h, user);
+        let mut shard = self.profiles.write(h);
+        let removed = shard.remove(h, user);
         if let Some(p) = &removed {
             self.profile_heap_bytes
                 .fetch_sub(p.heap_bytes() as u64, Ordering::Relaxed);
         }
+        drop(shard);
         removed
     }
 
@@ -537,8 +538,8 @@ impl UserIndex {
             let mut b = p.to_builder();
             b.devices.retain(|d| *d != device);
             let rebuilt = b.build()?;
-            self.profile_heap_bytes.fetch_sub(
-                (p.heap_bytes() - rebuilt.heap_bytes()) as u64,
+            self.profile_heap_bytes.fetch_add(
+                (rebuilt.heap_bytes() as u64).wrapping_sub(p.heap_bytes() as u64),
                 Ordering::Relaxed,
             );
             *p = rebuilt;
@@ -895,6 +896,7 @@ mod tests {
                 3,
                 1,
             )
+            .unwrap()
         });
         assert_eq!(idx.profile_heap_bytes(), sum());
         idx.unlink(DeviceKey([3; 16])).unwrap();

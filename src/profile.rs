@@ -441,6 +441,11 @@ struct Header {
     short_len: u16,
 }
 
+/// The most words one profile holds (4 MiB), whichever way it grows: building,
+/// counting in place, or reading a snapshot. One bound for all three, so that
+/// every profile the index holds can be written to a snapshot and read back.
+pub const MAX_WORDS: usize = 1 << 20;
+
 /// [`Header::short_len`] of a profile whose word count is in its first word.
 const LONG: u16 = u16::MAX;
 
@@ -730,8 +735,15 @@ impl UserProfile {
 
     /// Adds `count` to the day's count of `action` on `item`: in place when the
     /// day already has a record (no allocation), else by inserting one record.
-    /// The fast path of behaviour and feedback ingestion.
-    pub fn add_count(&mut self, item: ItemKey, action: Action, day: Day, count: u16) {
+    /// The fast path of behaviour and feedback ingestion. Fails, changing
+    /// nothing, when a new record would take the profile past [`MAX_WORDS`].
+    pub fn add_count(
+        &mut self,
+        item: ItemKey,
+        action: Action,
+        day: Day,
+        count: u16,
+    ) -> Result<(), ProfileError> {
         let start = self.item_end();
         let key = (item.0, ((action as u32) << 16) | u32::from(day));
         let recs = self.words()[start..].as_chunks::<2>().0;
@@ -744,7 +756,10 @@ impl UserProfile {
             let w = words[at];
             let sum = ((w & 0xfff) + u32::from(count)).min(u32::from(BehaviourCount::MAX));
             words[at] = (w & !0xfff) | sum;
-            return;
+            return Ok(());
+        }
+        if self.words().len() + 2 > MAX_WORDS {
+            return Err(ProfileError::TooMany("behaviour counts"));
         }
         let rec = BehaviourCount {
             item,
@@ -754,6 +769,7 @@ impl UserProfile {
         }
         .pack();
         self.insert_words(start + 2 * pos, &rec);
+        Ok(())
     }
 
     /// Sets one state field of `item`, in place when the item has a state.
@@ -849,7 +865,7 @@ impl UserProfile {
         let (n_devices, n_items) = (h[20], h[21]);
         let n_words = u32::from_le_bytes([h[22], h[23], h[24], h[25]]) as usize;
         let fixed = 4 * usize::from(n_devices) + usize::from(n_tags) + 2 * usize::from(n_items);
-        if n_words < fixed || !(n_words - fixed).is_multiple_of(2) || n_words > 1 << 20 {
+        if n_words < fixed || !(n_words - fixed).is_multiple_of(2) || n_words > MAX_WORDS {
             return Err(bad("profile counts do not fit its words"));
         }
         let header = Header {
@@ -971,7 +987,7 @@ impl ProfileBuilder {
             u8::try_from(items.len()).map_err(|_| ProfileError::TooMany("item states"))?;
         let n_words =
             4 * self.devices.len() + self.tags.len() + 2 * items.len() + 2 * behaviour.len();
-        if u32::try_from(n_words).is_err() {
+        if n_words > MAX_WORDS {
             return Err(ProfileError::TooMany("behaviour counts"));
         }
         let header = Header {
@@ -1132,7 +1148,8 @@ mod tests {
         assert_eq!(p, UserProfile::empty());
         assert_eq!(p.clone(), p);
         p.touch(7);
-        p.add_count(item(Scope::Brand, 1), Action::Buy, 7, 2);
+        p.add_count(item(Scope::Brand, 1), Action::Buy, 7, 2)
+            .unwrap();
         p.set_state(item(Scope::Brand, 1), StateField::Clv, 3)
             .unwrap();
         assert_eq!(p.touched(), 7);
@@ -1175,7 +1192,7 @@ mod tests {
         let mut bytes = Vec::new();
         p.write_to(&mut bytes).unwrap();
         assert_eq!(UserProfile::read_from(&mut bytes.as_slice()).unwrap(), p);
-        p.add_count(it, Action::Buy, 1, 1);
+        p.add_count(it, Action::Buy, 1, 1).unwrap();
         assert_eq!(p.words().len(), 65537);
         assert_eq!(p.count(it, Action::Buy, 0, 9), 1);
         // and one word less is short again
@@ -1185,6 +1202,50 @@ mod tests {
         assert_eq!(short.words().len(), 65532);
         assert_eq!(short.heap_bytes(), 24 + 4 * 65532);
         assert_eq!(short.count(it, Action::Browse, 0, 40000), 32763);
+    }
+
+    #[test]
+    fn no_profile_grows_past_what_a_snapshot_reads_back() {
+        let it = item(Scope::Sku, 9);
+        let records = |n: u32| -> Vec<BehaviourCount> {
+            (0..n)
+                .map(|i| BehaviourCount {
+                    item: ItemKey::new(Scope::Sku, u64::from(i / 1000 + 1)).unwrap(),
+                    action: Action::Browse,
+                    day: (i % 1000) as Day,
+                    count: 1,
+                })
+                .collect()
+        };
+        // exactly MAX_WORDS: built, counted in place, written and read back
+        let mut p = ProfileBuilder {
+            behaviour: records((MAX_WORDS / 2) as u32),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        assert_eq!(p.words().len(), MAX_WORDS);
+        let first = ItemKey::new(Scope::Sku, 1).unwrap();
+        p.add_count(first, Action::Browse, 0, 1).unwrap();
+        assert_eq!(p.count(first, Action::Browse, 0, 0), 2);
+        // a new record would not fit: refused, nothing changed
+        assert_eq!(
+            p.add_count(it, Action::Buy, 5, 1),
+            Err(ProfileError::TooMany("behaviour counts"))
+        );
+        assert_eq!(p.words().len(), MAX_WORDS);
+        let mut bytes = Vec::new();
+        p.write_to(&mut bytes).unwrap();
+        assert_eq!(UserProfile::read_from(&mut bytes.as_slice()).unwrap(), p);
+        // and a builder cannot make a larger one
+        let too_big = ProfileBuilder {
+            behaviour: records((MAX_WORDS / 2) as u32 + 1),
+            ..Default::default()
+        };
+        assert_eq!(
+            too_big.build(),
+            Err(ProfileError::TooMany("behaviour counts"))
+        );
     }
 
     #[test]
@@ -1210,7 +1271,7 @@ mod tests {
             (cat, Action::Browse, 11),
             (brand, Action::Browse, 9),
         ] {
-            fast.add_count(it, action, day, 1);
+            fast.add_count(it, action, day, 1).unwrap();
             b.behaviour.push(BehaviourCount {
                 item: it,
                 action,

@@ -91,7 +91,7 @@ fn behaviour(index: &UserIndex, e: &BehaviourEvent, ctx: &ApplyContext) -> Resul
     // behaviour older than the retention is trimmed by the expiry sweep
     let in_place = index.update_in_place(e.user, |p| {
         for item in e.items.iter().flatten() {
-            p.add_count(*item, e.action, day, 1);
+            p.add_count(*item, e.action, day, 1)?;
             if item.scope() != crate::profile::Scope::Sku {
                 let st = p.item_state(*item).unwrap_or_default();
                 let current = FourA::ALL[usize::from(st.get(StateField::FourA)).min(4)];
