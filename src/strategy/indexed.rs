@@ -25,7 +25,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use super::{EvalContext, Expr, Matcher, Strategy};
+use super::{EvalContext, Expr, LinearMatcher, Matcher, Strategy};
 use crate::profile::{Action, Attr, ItemKey, UserProfile};
 
 /// Something a user has that a clause can require: the unit of the postings.
@@ -412,14 +412,9 @@ impl Matcher for IndexedMatcher {
         only: Option<&[u32]>,
         out: &mut Vec<u32>,
     ) {
-        if let Some(only) = only {
+        if only.is_some() {
             // a short explicit list: evaluating it is cheaper than probing
-            for &i in only {
-                if strategies.get(i as usize).is_some_and(|s| s.matches(ctx)) {
-                    out.push(i);
-                }
-            }
-            return;
+            return LinearMatcher.matching(strategies, ctx, only, out);
         }
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
