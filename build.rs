@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         (".rta.events.v1.BehaviourEvent.action", "action"),
         (".rta.events.v1.FeedbackEvent.kind", "feedback_kind"),
         (".rta.events.v1.IdentityEvent.change", "identity_change"),
+        (".rta.events.v1.BlacklistCommand.op", "blacklist_op"),
     ];
     let mut builder = tonic_prost_build::configure()
         .build_client(true)

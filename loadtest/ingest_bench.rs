@@ -175,6 +175,7 @@ fn setup(brokers: &str, topic: &str) -> IngestSetup {
         retention: RetentionConfig::default(),
         tz_offset_secs: 8 * 3600,
         start_offsets: Default::default(),
+        observer: None,
     }
 }
 

@@ -66,6 +66,12 @@ pub struct Config {
     /// The Tencent RTA endpoint (`POST /rta/tencent` on the HTTP port).
     #[serde(default)]
     pub tencent: TencentConfig,
+    /// Anti-cheat blacklist rules and TTL.
+    #[serde(default)]
+    pub blacklist: crate::blacklist::BlacklistConfig,
+    /// Online calibration of the dual-tower model from media feedback.
+    #[serde(default)]
+    pub calibration: crate::model::CalibrationConfig,
 }
 
 /// Listen addresses and request limits.
@@ -288,6 +294,15 @@ impl Config {
                 message: "must be 1..=100000".into(),
             });
         }
+        self.blacklist
+            .validate()
+            .map_err(|message| ConfigError::Invalid {
+                field: "blacklist",
+                message,
+            })?;
+        self.calibration
+            .validate()
+            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
         if !(-12..=14).contains(&self.time.tz_offset_hours) {
             return Err(ConfigError::Invalid {
                 field: "time.tz_offset_hours",

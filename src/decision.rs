@@ -1,21 +1,35 @@
-//! The decision pipeline: device ids -> user -> profile -> every live
-//! strategy -> answer. Wire formats (gRPC, Tencent HTTP) translate to a
-//! [`DecisionRequest`] and back; nothing here knows about them.
+//! The decision pipeline: device ids -> blacklist -> user -> profile ->
+//! every live strategy -> caps, model score, experiment arm -> answer. Wire
+//! formats (gRPC, Tencent HTTP) translate to a [`DecisionRequest`] and back;
+//! nothing here knows about them.
 //!
 //! The hot path does at most a few hash lookups, matches under a shard read
 //! lock (no await, no I/O), and allocates only the answer's match list.
+//! Strategies without score, cap or experiment skip the settling step; an
+//! empty blacklist with its rate rule off costs one atomic load.
+//!
+//! The engine also closes the feedback loop ([`EventObserver`]): media
+//! feedback updates the model's calibration ledger and the anti-cheat rules,
+//! and control events edit the blacklist.
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::blacklist::{Blacklist, BlacklistConfig, Listed, Reason};
+use crate::experiment::{self, Arm};
+use crate::frequency::CapState;
 use crate::ids::DeviceKey;
 use crate::index::{UserId, UserIndex};
-use crate::profile::{Day, UserProfile, day_of};
-use crate::strategy::{EvalContext, Os, StrategySet};
+use crate::ingest::event::{ControlEvent, Event, EventObserver, Subject};
+use crate::model::{
+    CalibrationConfig, Fallback, FeedbackLedger, FeedbackSums, Outcome, Prediction, Shift,
+};
+use crate::profile::{Action, Day, UserProfile, day_of};
+use crate::strategy::{EvalContext, Os, Strategy, StrategySet};
 use crate::telemetry;
 
 /// Where "today" comes from.
@@ -26,7 +40,7 @@ pub enum Clock {
         /// Offset of the business time zone from UTC, in seconds (UTC+8: 28800).
         tz_offset_secs: i32,
     },
-    /// A fixed day, for tests and replays.
+    /// A fixed day, for tests and replays (its noon, UTC, is "now").
     Fixed(Day),
 }
 
@@ -34,14 +48,21 @@ impl Clock {
     /// Today in the business time zone.
     pub fn today(&self) -> Day {
         match self {
-            Self::System { tz_offset_secs } => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
-                day_of(now, *tz_offset_secs)
-            }
+            Self::System { tz_offset_secs } => day_of(self.now_ms() / 1000, *tz_offset_secs),
             Self::Fixed(d) => *d,
+        }
+    }
+
+    /// Now, Unix ms (for blacklist TTLs and request rates).
+    pub fn now_ms(&self) -> i64 {
+        match self {
+            Self::System { .. } => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            Self::Fixed(d) => {
+                (crate::profile::EPOCH_UNIX_DAY + i64::from(*d)) * 86_400_000 + 43_200_000
+            }
         }
     }
 }
@@ -64,13 +85,13 @@ pub struct DecisionRequest<'a> {
 pub struct MatchedStrategy {
     /// Our strategy id.
     pub strategy_id: Arc<str>,
-    /// The media-facing id.
+    /// The media-facing id (a variant's, when its experiment arm has one).
     pub target_id: Arc<str>,
     /// The bid factor.
     pub bid_factor: f64,
-    /// Predicted CTR, when a model is configured.
+    /// Predicted CTR, when the strategy is scored and the user has a vector.
     pub pctr: Option<f64>,
-    /// Predicted CVR, when a model is configured.
+    /// Predicted CVR, likewise.
     pub pcvr: Option<f64>,
 }
 
@@ -79,7 +100,8 @@ pub struct MatchedStrategy {
 pub struct Decision {
     /// Whether to take the traffic.
     pub take: bool,
-    /// Matched strategies, in strategy-file order.
+    /// Matched strategies: by expected value (pCTR x pCVR) when scored,
+    /// otherwise in strategy-file order.
     pub matches: Vec<MatchedStrategy>,
     /// How long the media may cache this answer, in seconds.
     pub cache_seconds: u32,
@@ -87,15 +109,48 @@ pub struct Decision {
     pub outcome: &'static str,
 }
 
-/// Per strategy: matched, or the first clause that failed.
+/// Why a strategy whose audience matched was not taken (a metric label).
+pub mod refusal {
+    /// The user's exposures to the strategy reached its cap.
+    pub const CAP: &str = "cap";
+    /// The model's score is below the strategy's threshold.
+    pub const SCORE: &str = "score";
+    /// The user has no vector of the model and the strategy's fallback refuses.
+    pub const NO_VECTOR: &str = "no_vector";
+    /// The user is in the strategy's experiment holdout.
+    pub const HOLDOUT: &str = "holdout";
+    /// All of them, in counter order.
+    pub const ALL: [&str; 4] = [CAP, SCORE, NO_VECTOR, HOLDOUT];
+}
+
+/// Per strategy: matched, or the first clause that failed, and what the
+/// settling steps said.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     /// Strategy id.
     pub strategy_id: String,
-    /// Whether it matched.
+    /// Whether it was taken.
     pub matched: bool,
     /// The first clause the user failed, as written.
     pub failed_clause: Option<String>,
+    /// The audience matched but a later step refused ([`refusal`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<&'static str>,
+    /// The user against the strategy's frequency cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cap: Option<CapState>,
+    /// The model's calibrated prediction.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub score: Option<Prediction>,
+    /// The strategy is scored but the user has no vector of the model.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub missing_vector: bool,
+    /// The experiment arm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arm: Option<String>,
+    /// The bid factor it would be taken at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bid_factor: Option<f64>,
 }
 
 /// Why a device matched or did not match each strategy.
@@ -107,10 +162,46 @@ pub struct Explanation {
     pub doubtful_ids: usize,
     /// The strategy set's version.
     pub strategy_version: String,
+    /// Why the request is refused outright, if it is blacklisted.
+    pub blacklisted: Option<Reason>,
+    /// The user against the overall frequency cap, if one is configured.
+    pub user_cap: Option<CapState>,
+    /// The user's vector: its dimensions, and whether it is of the live model.
+    pub vector: Option<VectorInfo>,
     /// The decision itself.
     pub decision: Decision,
     /// One verdict per live strategy.
     pub verdicts: Vec<Verdict>,
+}
+
+/// A user's vector, as `explain` shows it.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VectorInfo {
+    /// Dimensions.
+    pub dims: usize,
+    /// Whether it was produced by the strategy file's model version.
+    pub current_model: bool,
+}
+
+/// Observed vs predicted rates of one strategy, for `/metrics` and the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct CalibrationRow {
+    /// Strategy id.
+    pub strategy_id: String,
+    /// Whether the strategy is scored by the model.
+    pub scored: bool,
+    /// Decayed feedback sums.
+    pub sums: FeedbackSums,
+    /// Clicks per exposure.
+    pub observed_ctr: Option<f64>,
+    /// Mean pCTR served to exposed users.
+    pub predicted_ctr: Option<f64>,
+    /// Conversions per click.
+    pub observed_cvr: Option<f64>,
+    /// Mean pCVR served to clicking users.
+    pub predicted_cvr: Option<f64>,
+    /// The logit shift now applied.
+    pub shift: Shift,
 }
 
 /// Decides requests against the index and the live strategy set.
@@ -118,34 +209,59 @@ pub struct DecisionEngine {
     index: Arc<UserIndex>,
     live: ArcSwap<Live>,
     clock: Clock,
+    blacklist: Arc<Blacklist>,
+    ledger: FeedbackLedger,
+    calibration: CalibrationConfig,
 }
 
-/// The serving strategy set with its per-strategy match counters, registered
-/// once per set (at its first counted match, so that a recorder installed
-/// after the engine was built still gets them): looking a labelled counter up
-/// in the metrics registry on every match would cost more than matching.
+/// Counters of one strategy, registered once per set (at its first counted
+/// decision, so that a recorder installed after the engine was built still
+/// gets them): looking a labelled counter up in the metrics registry on every
+/// match would cost more than matching.
+struct StrategyCounters {
+    matched: metrics::Counter,
+    refused: [metrics::Counter; 4],
+    /// One per experiment arm label (`Experiment::labels`).
+    arms: Box<[metrics::Counter]>,
+}
+
+/// The serving strategy set with its counters and calibration.
 struct Live {
     set: Arc<StrategySet>,
-    matched: OnceLock<Box<[metrics::Counter]>>,
+    counters: OnceLock<Box<[StrategyCounters]>>,
+    /// Per strategy, the logit shift of its heads.
+    shifts: ArcSwap<Box<[Shift]>>,
 }
 
 impl Live {
-    fn new(set: StrategySet) -> Self {
+    fn new(set: StrategySet, shifts: Box<[Shift]>) -> Self {
         Self {
             set: Arc::new(set),
-            matched: OnceLock::new(),
+            counters: OnceLock::new(),
+            shifts: ArcSwap::from_pointee(shifts),
         }
     }
 
-    /// Strategy `i`'s match counter.
-    fn matched(&self, i: usize) -> Option<&metrics::Counter> {
-        self.matched
+    /// Strategy `i`'s counters.
+    fn counters(&self, i: usize) -> Option<&StrategyCounters> {
+        self.counters
             .get_or_init(|| {
                 self.set
                     .strategies()
                     .iter()
-                    .map(|s| {
-                        metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone())
+                    .map(|s| StrategyCounters {
+                        matched: metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone()),
+                        refused: refusal::ALL.map(|r| {
+                            metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => r)
+                        }),
+                        arms: s
+                            .experiment
+                            .iter()
+                            .flat_map(|e| e.labels())
+                            .map(|arm| {
+                                metrics::counter!(telemetry::EXPERIMENT_ARMS, "strategy" => s.id.clone(), "arm" => arm.to_string())
+                            })
+                            .collect(),
                     })
                     .collect()
             })
@@ -153,17 +269,51 @@ impl Live {
     }
 }
 
+/// What settling one audience match came to.
+#[derive(Debug, Default)]
+struct Settled {
+    taken: Option<MatchedStrategy>,
+    refused: Option<&'static str>,
+    cap: Option<CapState>,
+    score: Option<Prediction>,
+    missing_vector: bool,
+    arm: Option<Arm>,
+}
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
 }
 
 impl DecisionEngine {
-    /// An engine over an index and an initial strategy set.
+    /// An engine over an index and an initial strategy set, with the default
+    /// blacklist rules (all off but media fraud reports) and calibration.
     pub fn new(index: Arc<UserIndex>, strategies: StrategySet, clock: Clock) -> Self {
+        Self::with_rules(
+            index,
+            strategies,
+            clock,
+            BlacklistConfig::default(),
+            CalibrationConfig::default(),
+        )
+    }
+
+    /// An engine with configured blacklist rules and calibration.
+    pub fn with_rules(
+        index: Arc<UserIndex>,
+        strategies: StrategySet,
+        clock: Clock,
+        blacklist: BlacklistConfig,
+        calibration: CalibrationConfig,
+    ) -> Self {
+        let ledger = FeedbackLedger::new(calibration.half_life_seconds);
+        let shifts = shifts_for(&strategies, &ledger, &calibration);
         Self {
             index,
-            live: ArcSwap::from_pointee(Live::new(strategies)),
+            live: ArcSwap::from_pointee(Live::new(strategies, shifts)),
             clock,
+            blacklist: Arc::new(Blacklist::new(blacklist)),
+            ledger,
+            calibration,
         }
     }
 
@@ -172,14 +322,26 @@ impl DecisionEngine {
         &self.index
     }
 
+    /// The anti-cheat blacklist.
+    pub fn blacklist(&self) -> &Arc<Blacklist> {
+        &self.blacklist
+    }
+
+    /// The engine's clock.
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
     /// The live strategy set.
     pub fn strategies(&self) -> Arc<StrategySet> {
         self.live.load().set.clone()
     }
 
-    /// Atomically replaces the live strategy set; requests in flight finish on the old one.
+    /// Atomically replaces the live strategy set; requests in flight finish on
+    /// the old one. Calibration carries over to strategies that keep their id.
     pub fn swap_strategies(&self, set: StrategySet) {
-        self.live.store(Arc::new(Live::new(set)));
+        let shifts = shifts_for(&set, &self.ledger, &self.calibration);
+        self.live.store(Arc::new(Live::new(set, shifts)));
     }
 
     /// Today, per the engine's clock.
@@ -193,9 +355,34 @@ impl DecisionEngine {
     }
 
     /// Decides without counting the answer as traffic: for media test requests
-    /// and explanations, which must never count toward hit rates, caps or feedback.
+    /// and explanations, which must never count toward hit rates, caps,
+    /// request-rate rules or experiment arms.
     pub fn decide_uncounted(&self, req: &DecisionRequest<'_>) -> Decision {
         self.decide_counted(req, false)
+    }
+
+    /// The blacklist reason refusing this request, if any; counts the
+    /// request toward the request-rate rule when it is traffic.
+    #[inline]
+    fn blacklisted(
+        &self,
+        req: &DecisionRequest<'_>,
+        user: Option<UserId>,
+        count: bool,
+    ) -> Option<Reason> {
+        let rate_rule = count && self.blacklist.config().max_requests_per_second > 0;
+        if !rate_rule && self.blacklist.is_empty() {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        if rate_rule {
+            for d in req.devices.iter().filter(|d| !d.is_doubtful()) {
+                if self.blacklist.note_request(d, now) {
+                    tracing::debug!(rule = "request_rate", "device blacklisted");
+                }
+            }
+        }
+        self.blacklist.check(req.devices, user, now)
     }
 
     /// Decides; `count` says whether this is traffic (counted in metrics) or not.
@@ -212,12 +399,35 @@ impl DecisionEngine {
         } else {
             self.index.resolve(req.devices)
         };
+        if usable > 0
+            && let Some(reason) = self.blacklisted(req, user, count)
+        {
+            if count {
+                metrics::counter!(telemetry::BLACKLIST_REFUSALS, "reason" => reason.label())
+                    .increment(1);
+            }
+            return Decision {
+                take: false,
+                matches: Vec::new(),
+                cache_seconds: set.cache.unmatched_seconds,
+                outcome: telemetry::outcome::BLACKLISTED,
+            };
+        }
         let today = self.clock.today();
         let only = restriction(set, req.only_strategies);
+        let shifts = live.shifts.load();
         SCRATCH.with(|scratch| {
             let mut hits = scratch.borrow_mut();
             hits.clear();
-            let run = |profile: &UserProfile, known_user: bool, hits: &mut Vec<u32>| {
+            let mut capped = false;
+            let mut run = |profile: &UserProfile, known_user: bool, hits: &mut Vec<u32>| {
+                if known_user
+                    && let Some(cap) = &set.user_cap
+                    && cap.user_state(profile, today).reached()
+                {
+                    capped = true;
+                    return Vec::new();
+                }
                 let ctx = EvalContext {
                     profile,
                     known_user,
@@ -225,40 +435,77 @@ impl DecisionEngine {
                     os: req.os,
                 };
                 set.matching(&ctx, only.as_deref(), hits);
+                let subject = subject_of(user.filter(|_| known_user), req.devices);
+                let strategies = set.strategies();
+                let mut matches = Vec::with_capacity(hits.len());
+                let mut ranked = false;
+                for &i in hits.iter() {
+                    let Some(s) = strategies.get(i as usize) else {
+                        continue;
+                    };
+                    let counters = if count {
+                        live.counters(i as usize)
+                    } else {
+                        None
+                    };
+                    if s.is_plain() {
+                        if let Some(c) = counters {
+                            c.matched.increment(1);
+                        }
+                        matches.push(plain_match(s));
+                        continue;
+                    }
+                    let shift = shifts.get(i as usize).copied().unwrap_or_default();
+                    let settled =
+                        self.settle(set, s, profile, subject, req.experiments, today, shift);
+                    if let Some(c) = counters {
+                        if let (Some(arm), Some(e)) = (settled.arm, &s.experiment)
+                            && let Some(a) = c.arms.get(e.arm_index(arm))
+                        {
+                            a.increment(1);
+                        }
+                        match settled.refused {
+                            Some(r) => {
+                                if let Some(k) = refusal::ALL.iter().position(|x| *x == r) {
+                                    c.refused[k].increment(1);
+                                }
+                            }
+                            None => c.matched.increment(1),
+                        }
+                    }
+                    if let Some(m) = settled.taken {
+                        ranked |= m.pctr.is_some() || m.pcvr.is_some();
+                        matches.push(m);
+                    }
+                }
+                if ranked {
+                    // by expected value, highest first; unscored keep file order after
+                    matches.sort_by(|a, b| value_of(b).total_cmp(&value_of(a)));
+                }
+                matches
             };
-            let known = match user {
-                Some(u) => self
-                    .index
-                    .with_profile(u, |p| run(p, true, &mut hits))
-                    .is_some(),
-                None => false,
+            let mut known = false;
+            let mut matches = match user {
+                Some(u) => match self.index.with_profile(u, |p| run(p, true, &mut hits)) {
+                    Some(m) => {
+                        known = true;
+                        m
+                    }
+                    None => Vec::new(),
+                },
+                None => Vec::new(),
             };
             if !known && usable > 0 {
-                run(&UserProfile::empty(), false, &mut hits);
+                matches = run(&UserProfile::empty(), false, &mut hits);
             }
-            let strategies = set.strategies();
-            let matches: Vec<MatchedStrategy> = hits
-                .iter()
-                .filter_map(|&i| Some((i as usize, strategies.get(i as usize)?)))
-                .map(|(i, s)| {
-                    if count && let Some(matched) = live.matched(i) {
-                        matched.increment(1);
-                    }
-                    MatchedStrategy {
-                        strategy_id: s.id.clone(),
-                        target_id: s.target_id.clone(),
-                        bid_factor: s.bid_factor,
-                        pctr: None,
-                        pcvr: None,
-                    }
-                })
-                .collect();
             let take = !matches.is_empty();
             let (outcome, cache_seconds) = if take {
                 (telemetry::outcome::TAKE, set.cache.matched_seconds)
             } else if usable == 0 {
                 // never let a placeholder id key the media's cache
                 (telemetry::outcome::NO_USABLE_ID, 0)
+            } else if capped {
+                (telemetry::outcome::CAPPED, set.cache.unmatched_seconds)
             } else if known {
                 (telemetry::outcome::NO_MATCH, set.cache.unmatched_seconds)
             } else {
@@ -276,43 +523,392 @@ impl DecisionEngine {
         })
     }
 
-    /// Decides a request and says, per strategy, why it matched or not.
+    /// Settles one audience match: frequency cap, then the model's score
+    /// and thresholds, then the experiment arm (last, so that the holdout is
+    /// drawn from users who would otherwise have been targeted), then the
+    /// bid factor (the variant's base, scaled by the score).
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        set: &StrategySet,
+        s: &Strategy,
+        profile: &UserProfile,
+        subject: Option<experiment::Subject<'_>>,
+        buckets: &[u64],
+        today: Day,
+        shift: Shift,
+    ) -> Settled {
+        let mut out = Settled::default();
+        if let Some(cap) = &s.cap {
+            let st = cap.strategy_state(profile, s.feedback_key, today);
+            out.cap = Some(st);
+            if st.reached() {
+                out.refused = Some(refusal::CAP);
+                return out;
+            }
+        }
+        if let (Some(score), Some(model)) = (&s.score, &set.model) {
+            match score.predict(profile.vector(), model.tag, shift) {
+                Some(p) => {
+                    out.score = Some(p);
+                    if score.passes(&p).is_err() {
+                        out.refused = Some(refusal::SCORE);
+                        return out;
+                    }
+                }
+                None => {
+                    out.missing_vector = true;
+                    if score.fallback == Fallback::Refuse {
+                        out.refused = Some(refusal::NO_VECTOR);
+                        return out;
+                    }
+                }
+            }
+        }
+        let mut base = s.bid_factor;
+        let mut target_id = s.target_id.clone();
+        if let (Some(e), Some(subject)) = (&s.experiment, subject) {
+            let arm = e.assign(subject, buckets);
+            out.arm = Some(arm);
+            match arm {
+                Arm::Holdout => {
+                    out.refused = Some(refusal::HOLDOUT);
+                    return out;
+                }
+                Arm::Variant(i) => {
+                    if let Some(v) = e.variants.get(i) {
+                        base = v.bid_factor.unwrap_or(base);
+                        if let Some(t) = &v.target_id {
+                            target_id = t.clone();
+                        }
+                    }
+                }
+                Arm::Outside => {}
+            }
+        }
+        let bid_factor = match (&s.score, &out.score) {
+            (Some(score), Some(p)) => score.bid_factor(base, p),
+            _ => base,
+        };
+        out.taken = Some(MatchedStrategy {
+            strategy_id: s.id.clone(),
+            target_id,
+            bid_factor,
+            pctr: out.score.and_then(|p| p.pctr),
+            pcvr: out.score.and_then(|p| p.pcvr),
+        });
+        out
+    }
+
+    /// Decides a request and says, per strategy, why it matched or not, and
+    /// what each settling step (cap, score, experiment) said.
     pub fn explain(&self, req: &DecisionRequest<'_>) -> Explanation {
         let decision = self.decide_counted(req, false);
-        let set = self.strategies();
+        let live = self.live.load();
+        let set = live.set.clone();
+        let shifts = live.shifts.load();
         let doubtful_ids = req.devices.iter().filter(|d| d.is_doubtful()).count();
         let user_id = self.index.resolve(req.devices);
+        let blacklisted = self
+            .blacklist
+            .check(req.devices, user_id, self.clock.now_ms());
         let today = self.clock.today();
-        let verdicts_for = |profile: &UserProfile, known_user: bool| -> Vec<Verdict> {
+        let subject = |known_user: bool| subject_of(user_id.filter(|_| known_user), req.devices);
+        let explain_with = |profile: &UserProfile, known_user: bool| {
             let ctx = EvalContext {
                 profile,
                 known_user,
                 today,
                 os: req.os,
             };
-            set.strategies()
+            let verdicts = set
+                .strategies()
                 .iter()
-                .map(|s| {
+                .enumerate()
+                .map(|(i, s)| {
                     let failed = s.first_failing_clause(&ctx);
-                    Verdict {
+                    let mut v = Verdict {
                         strategy_id: s.id.to_string(),
                         matched: failed.is_none(),
                         failed_clause: failed.map(str::to_string),
+                        refused: None,
+                        cap: None,
+                        score: None,
+                        missing_vector: false,
+                        arm: None,
+                        bid_factor: None,
+                    };
+                    if failed.is_none() {
+                        let shift = shifts.get(i).copied().unwrap_or_default();
+                        let st = self.settle(
+                            &set,
+                            s,
+                            profile,
+                            subject(known_user),
+                            req.experiments,
+                            today,
+                            shift,
+                        );
+                        v.matched = st.taken.is_some();
+                        v.bid_factor = st.taken.as_ref().map(|m| m.bid_factor);
+                        v.refused = st.refused;
+                        v.cap = st.cap;
+                        v.score = st.score;
+                        v.missing_vector = st.missing_vector;
+                        v.arm = st
+                            .arm
+                            .zip(s.experiment.as_ref())
+                            .map(|(a, e)| e.label(a).to_string());
                     }
+                    v
                 })
-                .collect()
+                .collect::<Vec<_>>();
+            let user_cap = set
+                .user_cap
+                .filter(|_| known_user)
+                .map(|c| c.user_state(profile, today));
+            let vector = profile.vector().map(|v| VectorInfo {
+                dims: v.dims(),
+                current_model: set.model.as_ref().is_some_and(|m| m.tag == v.model),
+            });
+            (verdicts, user_cap, vector)
         };
-        let verdicts = user_id
-            .and_then(|u| self.index.with_profile(u, |p| verdicts_for(p, true)))
-            .unwrap_or_else(|| verdicts_for(&UserProfile::empty(), false));
+        let (verdicts, user_cap, vector) = user_id
+            .and_then(|u| self.index.with_profile(u, |p| explain_with(p, true)))
+            .unwrap_or_else(|| explain_with(&UserProfile::empty(), false));
         Explanation {
             user_id,
             doubtful_ids,
             strategy_version: set.version.clone(),
+            blacklisted,
+            user_cap,
+            vector,
             decision,
             verdicts,
         }
     }
+
+    /// Recomputes every scored strategy's calibration shift from the
+    /// feedback ledger (when calibration is enabled) and publishes observed
+    /// vs predicted rates as gauges. Runs on the configured cadence and on
+    /// demand from the admin API; requests in flight keep the old shifts.
+    pub fn recalibrate(&self) -> Vec<CalibrationRow> {
+        let live = self.live.load();
+        let shifts = shifts_for(&live.set, &self.ledger, &self.calibration);
+        live.shifts.store(Arc::new(shifts));
+        let rows = self.calibration_report();
+        for r in &rows {
+            for (rate, observed, predicted, shift) in [
+                ("ctr", r.observed_ctr, r.predicted_ctr, r.shift.ctr),
+                ("cvr", r.observed_cvr, r.predicted_cvr, r.shift.cvr),
+            ] {
+                if let Some(o) = observed {
+                    metrics::gauge!(telemetry::MODEL_OBSERVED_RATE, "strategy" => r.strategy_id.clone(), "rate" => rate).set(o);
+                }
+                if let Some(p) = predicted {
+                    metrics::gauge!(telemetry::MODEL_PREDICTED_RATE, "strategy" => r.strategy_id.clone(), "rate" => rate).set(p);
+                }
+                if r.scored {
+                    metrics::gauge!(telemetry::MODEL_CALIBRATION_SHIFT, "strategy" => r.strategy_id.clone(), "rate" => rate).set(shift);
+                }
+            }
+        }
+        metrics::counter!(telemetry::MODEL_RECALIBRATIONS).increment(1);
+        rows
+    }
+
+    /// Observed vs predicted rates and the applied shift, per live strategy
+    /// that is scored or has feedback.
+    pub fn calibration_report(&self) -> Vec<CalibrationRow> {
+        let live = self.live.load();
+        let shifts = live.shifts.load();
+        live.set
+            .strategies()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let sums = self.ledger.sums(s.feedback_key);
+                if sums.is_none() && s.score.is_none() {
+                    return None;
+                }
+                let sums = sums.unwrap_or_default();
+                Some(CalibrationRow {
+                    strategy_id: s.id.to_string(),
+                    scored: s.score.is_some(),
+                    observed_ctr: sums.observed_ctr(),
+                    predicted_ctr: sums.predicted_ctr(),
+                    observed_cvr: sums.observed_cvr(),
+                    predicted_cvr: sums.predicted_cvr(),
+                    shift: shifts.get(i).copied().unwrap_or_default(),
+                    sums,
+                })
+            })
+            .collect()
+    }
+
+    /// Feeds one media feedback event (already applied to the index) to the
+    /// calibration ledger and the click-fraud rule.
+    fn observe_feedback(
+        &self,
+        subject: Subject,
+        action: Action,
+        strategy: crate::profile::ItemKey,
+        time_ms: i64,
+    ) {
+        let outcome = match action {
+            Action::Exposure => Outcome::Exposure,
+            Action::Click => Outcome::Click,
+            Action::Conversion => Outcome::Conversion,
+            _ => return,
+        };
+        let user = match subject {
+            Subject::User(u) => Some(u),
+            Subject::Device(d) => self.index.resolve(&[d]),
+        };
+        let live = self.live.load();
+        let set = &live.set;
+        let scored = set
+            .index_of_feedback_key(strategy)
+            .and_then(|i| Some((i as usize, set.strategies().get(i as usize)?)))
+            .and_then(|(i, s)| Some((i, s.score.as_ref()?, set.model.as_ref()?)));
+        let rule = self.blacklist.config().max_clicks_without_conversion;
+        let today = self.clock.today();
+        let mut flag = false;
+        let mut predicted = (None, None);
+        if let Some(u) = user {
+            self.index.with_profile(u, |p| {
+                if let Some((i, score, model)) = scored
+                    && let Some(v) = p.vector().filter(|v| v.model == model.tag)
+                {
+                    let l = score.logits(&v);
+                    let shift = live.shifts.load().get(i).copied().unwrap_or_default();
+                    let (logit, shift) = match outcome {
+                        Outcome::Exposure => (l.ctr, shift.ctr),
+                        _ => (l.cvr, shift.cvr),
+                    };
+                    predicted = match logit {
+                        Some(x) => (
+                            Some(crate::model::sigmoid(f64::from(x))),
+                            Some(crate::model::sigmoid(f64::from(x) + shift)),
+                        ),
+                        // scored on the other head: counted as scored, no prediction
+                        None => (Some(0.0), Some(0.0)),
+                    };
+                }
+                if outcome == Outcome::Click && rule > 0 {
+                    let clicks = p.feedback_total(Action::Click, today, today);
+                    let conversions = p.feedback_total(Action::Conversion, today, today);
+                    flag = clicks > rule && conversions == 0;
+                }
+            });
+        }
+        self.ledger
+            .record(strategy, outcome, predicted.0, predicted.1, time_ms);
+        if flag
+            && let Some(u) = user
+            && self
+                .blacklist
+                .get(Listed::User(u), self.clock.now_ms())
+                .is_none()
+        {
+            match self.blacklist.flag(Listed::User(u), Reason::ClicksWithoutConversion, self.clock.now_ms()) {
+                Ok(_) => metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => Reason::ClicksWithoutConversion.label()).increment(1),
+                Err(e) => tracing::warn!(error = %e, "blacklist full; click-fraud rule hit not listed"),
+            }
+        }
+    }
+
+    fn observe_control(&self, c: &ControlEvent) {
+        let now = self.clock.now_ms();
+        match *c {
+            ControlEvent::List {
+                listed,
+                reason,
+                time_ms,
+                ttl_seconds,
+            } => {
+                if reason == Reason::MediaFraud && !self.blacklist.config().media_fraud {
+                    return;
+                }
+                let ttl = ttl_seconds.map(Duration::from_secs);
+                let ttl_ms = ttl.map_or(self.blacklist.config().ttl_seconds as i64 * 1000, |t| {
+                    t.as_millis() as i64
+                });
+                // replayed from the topic's start: an entry already expired stays out
+                if time_ms.saturating_add(ttl_ms) <= now {
+                    return;
+                }
+                match self.blacklist.add(listed, reason, time_ms.min(now), ttl) {
+                    Ok(_) => {
+                        metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => reason.label())
+                            .increment(1)
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "blacklist full; control event not applied")
+                    }
+                }
+            }
+            ControlEvent::Unlist { listed } => {
+                self.blacklist.remove(listed);
+            }
+        }
+    }
+}
+
+impl EventObserver for DecisionEngine {
+    fn observe(&self, event: &Event) {
+        match event {
+            Event::Feedback(f) => self.observe_feedback(f.subject, f.action, f.strategy, f.time_ms),
+            Event::Control(c) => self.observe_control(c),
+            _ => {}
+        }
+    }
+}
+
+/// The shifts of a set's strategies from the ledger (zero when disabled).
+fn shifts_for(set: &StrategySet, ledger: &FeedbackLedger, cfg: &CalibrationConfig) -> Box<[Shift]> {
+    set.strategies()
+        .iter()
+        .map(|s| {
+            if !cfg.enabled || s.score.is_none() {
+                return Shift::default();
+            }
+            ledger
+                .sums(s.feedback_key)
+                .map(|x| x.shift(cfg.prior_events, cfg.max_shift))
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Who experiments assign: the user, or an unknown device by its first usable id.
+fn subject_of(user: Option<UserId>, devices: &[DeviceKey]) -> Option<experiment::Subject<'_>> {
+    match user {
+        Some(u) => Some(experiment::Subject::User(u)),
+        None => devices
+            .iter()
+            .find(|d| !d.is_doubtful())
+            .map(experiment::Subject::Device),
+    }
+}
+
+fn plain_match(s: &Strategy) -> MatchedStrategy {
+    MatchedStrategy {
+        strategy_id: s.id.clone(),
+        target_id: s.target_id.clone(),
+        bid_factor: s.bid_factor,
+        pctr: None,
+        pcvr: None,
+    }
+}
+
+fn value_of(m: &MatchedStrategy) -> f64 {
+    Prediction {
+        pctr: m.pctr,
+        pcvr: m.pcvr,
+    }
+    .value()
+    .unwrap_or(-1.0)
 }
 
 /// Sorted strategy indexes a request is restricted to; `None` when unrestricted.

@@ -6,11 +6,15 @@
 //! HTTP ([`serve`]). Data flows one way: sources -> index -> decision -> wire.
 #![warn(missing_docs)]
 
+pub mod blacklist;
 pub mod config;
 pub mod decision;
+pub mod experiment;
+pub mod frequency;
 pub mod ids;
 pub mod index;
 pub mod ingest;
+pub mod model;
 pub mod node;
 pub mod population;
 pub mod profile;

@@ -291,7 +291,14 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
         }
     }
 
-    let engine = Arc::new(DecisionEngine::new(index.clone(), set, clock));
+    let engine = Arc::new(DecisionEngine::with_rules(
+        index.clone(),
+        set,
+        clock,
+        cfg.blacklist.clone(),
+        cfg.calibration.clone(),
+    ));
+    spawn_feedback_loop(engine.clone(), &cfg.calibration);
     let node = Arc::new(Node::new(engine.clone(), taxonomy.clone(), source));
     let opts = ServeOptions {
         grpc_addr: cfg.server.grpc_addr,
@@ -308,6 +315,7 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
                 retention: cfg.retention,
                 tz_offset_secs: i32::from(cfg.time.tz_offset_hours) * 3600,
                 start_offsets,
+                observer: Some(engine.clone()),
             };
             let (idx, tax) = (index.clone(), taxonomy.clone());
             let ingest =
@@ -590,4 +598,25 @@ fn gen_users(users: u64, seed: u64, out: &str) -> Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+/// Recalibrates the model on the configured cadence, and keeps the
+/// blacklist purged of expired entries and its gauge current.
+fn spawn_feedback_loop(engine: Arc<DecisionEngine>, cfg: &rta_engine::model::CalibrationConfig) {
+    let every = Duration::from_secs(cfg.interval_seconds.max(1));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            engine.recalibrate();
+            let now = engine.clock().now_ms();
+            let blacklist = engine.blacklist();
+            blacklist.purge_expired(now);
+            for (reason, n) in blacklist.count_by_reason(now) {
+                metrics::gauge!(rta_engine::telemetry::BLACKLIST_ENTRIES, "reason" => reason.label())
+                    .set(n as f64);
+            }
+        }
+    });
 }

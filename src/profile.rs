@@ -1,10 +1,11 @@
 //! `UserProfile`: everything the engine knows about one user, packed into one
 //! small heap block so that 100 M users fit a single machine.
 //!
-//! Layout: one thin pointer to one heap block: a 24-byte header (demographics
+//! Layout: one thin pointer to one heap block: a 28-byte header (demographics
 //! inline, tag version, counts) followed by `u32` words holding, in order and
 //! each sorted for binary search: device keys (4 words each), tag codes (1
-//! word), per-item states (2 words: item key, packed 4A/RFM/CLV), and daily
+//! word), per-item states (2 words: item key, packed 4A/RFM/CLV), the user
+//! vector (a scale word, then int8 values four to a word), and daily
 //! behaviour counts (2 words: item key, packed action/day/count). Changes go
 //! through [`ProfileBuilder`] and replace the profile whole, or, for counts
 //! and states, happen in place under the index shard's write lock.
@@ -18,8 +19,8 @@ use crate::taxonomy::TagCode;
 /// A calendar day in the engine's business time zone, counted from 2020-01-01.
 pub type Day = u16;
 
-/// Unix day number of 2020-01-01.
-const EPOCH_UNIX_DAY: i64 = 18_262;
+/// Unix day number of 2020-01-01, day 0 of [`Day`].
+pub const EPOCH_UNIX_DAY: i64 = 18_262;
 
 /// The [`Day`] of a Unix time, for a time zone `tz_offset_secs` east of UTC.
 pub fn day_of(unix_secs: i64, tz_offset_secs: i32) -> Day {
@@ -36,6 +37,9 @@ pub enum ProfileError {
     /// A profile holds at most 255 devices, 65535 tags and 255 item states.
     #[error("too many {0} in one profile")]
     TooMany(&'static str),
+    /// A user vector holds NaN or an infinity.
+    #[error("user vector value is not finite")]
+    NotFinite,
 }
 
 /// What an item id refers to.
@@ -426,11 +430,13 @@ impl BehaviourCount {
     }
 }
 
-/// The fixed part of a profile, at the start of its heap block (24 bytes).
+/// The fixed part of a profile, at the start of its heap block (28 bytes,
+/// 4-aligned: the tag version is kept as two halves so that the vector's
+/// dimensions and model fit without padding to 32).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Header {
-    tag_version: u64,
+    tag_version: [u32; 2],
     demographics: [u8; 8],
     touched: Day,
     n_tags: u16,
@@ -439,6 +445,137 @@ struct Header {
     /// The number of words after the header, or [`LONG`] when the number is
     /// stored as a `u32` in the first word instead (65535 words or more).
     short_len: u16,
+    /// Dimensions of the user vector (0: none).
+    vector_dims: u16,
+    /// [`model_tag`] of the model that produced the user vector.
+    vector_model: u16,
+}
+
+impl Header {
+    fn tag_version(&self) -> u64 {
+        u64::from(self.tag_version[0]) | (u64::from(self.tag_version[1]) << 32)
+    }
+
+    fn split_version(v: u64) -> [u32; 2] {
+        [v as u32, (v >> 32) as u32]
+    }
+}
+
+/// The most dimensions a user vector may have.
+pub const MAX_VECTOR_DIMS: usize = 256;
+
+/// Words a user vector of `dims` dimensions takes: its scale, then the
+/// int8 values four to a word.
+fn vector_words(dims: u16) -> usize {
+    if dims == 0 {
+        0
+    } else {
+        1 + usize::from(dims).div_ceil(4)
+    }
+}
+
+/// A 16-bit tag of a model version string, stored with each user vector so
+/// that a vector from another model generation is never scored against this
+/// one's strategy vectors. Never 0 (0 means "no vector").
+pub fn model_tag(version: &str) -> u16 {
+    let h = version.bytes().fold(0x811c_9dc5u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let t = (h ^ (h >> 16)) as u16;
+    if t == 0 { 1 } else { t }
+}
+
+/// A user vector (the user tower's output), quantised to int8 with one
+/// scale: 4x smaller than f32, and the dot products it feeds stay within
+/// about 1 % of the float ones for the small vectors RTA models use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserVector {
+    /// [`model_tag`] of the model version that produced it.
+    pub model: u16,
+    /// Value = `scale * q`.
+    pub scale: f32,
+    /// The quantised values.
+    pub values: Vec<i8>,
+}
+
+impl UserVector {
+    /// Quantises `values` (finite, 1..=[`MAX_VECTOR_DIMS`] of them).
+    pub fn quantise(model: u16, values: &[f32]) -> Result<Self, ProfileError> {
+        if values.is_empty() || values.len() > MAX_VECTOR_DIMS {
+            return Err(ProfileError::TooMany("vector dimensions"));
+        }
+        if values.iter().any(|v| !v.is_finite()) {
+            return Err(ProfileError::NotFinite);
+        }
+        let max = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let scale = if max == 0.0 { 1.0 } else { max / 127.0 };
+        Ok(Self {
+            model,
+            scale,
+            values: values
+                .iter()
+                .map(|v| (v / scale).round().clamp(-127.0, 127.0) as i8)
+                .collect(),
+        })
+    }
+
+    fn words(&self) -> impl Iterator<Item = u32> + '_ {
+        std::iter::once(self.scale.to_bits()).chain(self.values.chunks(4).map(|c| {
+            c.iter()
+                .rev()
+                .fold(0u32, |w, v| (w << 8) | u32::from(*v as u8))
+        }))
+    }
+}
+
+/// A stored user vector, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct VectorView<'a> {
+    /// [`model_tag`] of the model that produced it.
+    pub model: u16,
+    dims: usize,
+    scale: f32,
+    packed: &'a [u32],
+}
+
+impl VectorView<'_> {
+    /// Its dimensions.
+    pub fn dims(&self) -> usize {
+        self.dims
+    }
+
+    /// The dot product with `weights` (missing weights count as 0).
+    #[inline]
+    pub fn dot(&self, weights: &[f32]) -> f32 {
+        let mut sum = 0f32;
+        for (w4, q) in weights.chunks(4).zip(self.packed) {
+            for (i, w) in w4.iter().enumerate() {
+                sum += f32::from((q >> (8 * i)) as u8 as i8) * w;
+            }
+        }
+        sum * self.scale
+    }
+
+    /// The values, dequantised.
+    pub fn to_f32(&self) -> Vec<f32> {
+        (0..self.dims)
+            .map(|i| {
+                let q = self.packed[i / 4] >> (8 * (i % 4));
+                f32::from(q as u8 as i8) * self.scale
+            })
+            .collect()
+    }
+
+    /// Back to the owned form (for rebuilding a profile).
+    pub fn to_owned(&self) -> UserVector {
+        UserVector {
+            model: self.model,
+            scale: self.scale,
+            values: (0..self.dims)
+                .map(|i| (self.packed[i / 4] >> (8 * (i % 4))) as u8 as i8)
+                .collect(),
+        }
+    }
 }
 
 /// The most words one profile holds (4 MiB), whichever way it grows: building,
@@ -452,18 +589,20 @@ const LONG: u16 = u16::MAX;
 /// The body of [`UserProfile::empty`]: shared, never written, never freed, so
 /// that evaluating an unknown device allocates nothing.
 static EMPTY: Header = Header {
-    tag_version: 0,
+    tag_version: [0; 2],
     demographics: [0; 8],
     touched: 0,
     n_tags: 0,
     n_devices: 0,
     n_items: 0,
     short_len: 0,
+    vector_dims: 0,
+    vector_model: 0,
 };
 
 /// A user's profile. Build with [`ProfileBuilder`].
 ///
-/// One thin pointer (8 bytes) to a single heap block: the 24-byte header, then
+/// One thin pointer (8 bytes) to a single heap block: the 28-byte header, then
 /// the words. Thin rather than a header plus `Box<[u32]>` (40 bytes) because
 /// the index holds one per user in hash table slots that are paid for whether
 /// full or not; and only 4-aligned (the address kept as two `u32` halves) so
@@ -638,6 +777,61 @@ impl UserProfile {
     fn item_end(&self) -> usize {
         self.tag_end() + 2 * usize::from(self.header().n_items)
     }
+    fn vector_end(&self) -> usize {
+        self.item_end() + vector_words(self.header().vector_dims)
+    }
+
+    /// The user vector, if the offline model has sent one.
+    #[inline]
+    pub fn vector(&self) -> Option<VectorView<'_>> {
+        let h = self.header();
+        if h.vector_dims == 0 {
+            return None;
+        }
+        let w = &self.words()[self.item_end()..self.vector_end()];
+        let (scale, packed) = w.split_first()?;
+        Some(VectorView {
+            model: h.vector_model,
+            dims: usize::from(h.vector_dims),
+            scale: f32::from_bits(*scale),
+            packed,
+        })
+    }
+
+    /// Replaces the user vector: in place when the dimensions are unchanged
+    /// (no allocation), else by rebuilding the block.
+    pub fn set_vector(&mut self, v: &UserVector) -> Result<(), ProfileError> {
+        let dims = u16::try_from(v.values.len())
+            .ok()
+            .filter(|d| *d > 0 && usize::from(*d) <= MAX_VECTOR_DIMS)
+            .ok_or(ProfileError::TooMany("vector dimensions"))?;
+        let (start, end) = (self.item_end(), self.vector_end());
+        let new_len = vector_words(dims);
+        if self.words().len() - (end - start) + new_len > MAX_WORDS {
+            return Err(ProfileError::TooMany("behaviour counts"));
+        }
+        if dims == self.header().vector_dims && !self.is_shared_empty() {
+            for (w, new) in self.words_mut()[start..end].iter_mut().zip(v.words()) {
+                *w = new;
+            }
+            self.header_mut().vector_model = v.model;
+            return Ok(());
+        }
+        let old = self.words();
+        let mut header = *self.header();
+        header.vector_dims = dims;
+        header.vector_model = v.model;
+        let n = old.len() - (end - start) + new_len;
+        let grown = Self::with_words(header, n, |w| {
+            w[..start].copy_from_slice(&old[..start]);
+            for (slot, new) in w[start..start + new_len].iter_mut().zip(v.words()) {
+                *slot = new;
+            }
+            w[start + new_len..].copy_from_slice(&old[end..]);
+        });
+        *self = grown;
+        Ok(())
+    }
 
     /// The value of a demographic attribute (0 = unknown).
     #[inline]
@@ -652,7 +846,7 @@ impl UserProfile {
 
     /// The version of the last tag-platform update applied.
     pub fn tag_version(&self) -> u64 {
-        self.header().tag_version
+        self.header().tag_version()
     }
 
     /// The devices linked to this user.
@@ -690,7 +884,7 @@ impl UserProfile {
     }
 
     fn behaviour_words(&self) -> &[[u32; 2]] {
-        self.words()[self.item_end()..].as_chunks::<2>().0
+        self.words()[self.vector_end()..].as_chunks::<2>().0
     }
 
     /// The state with `item`, if any is known.
@@ -733,6 +927,21 @@ impl UserProfile {
         n
     }
 
+    /// How often `action` was done on any strategy (media feedback) on days
+    /// `from..=to`: a user's exposures across strategies, for overall caps
+    /// and anti-cheat rules. Strategy keys sort last, so this reads only them.
+    pub fn feedback_total(&self, action: Action, from: Day, to: Day) -> u32 {
+        let w = self.behaviour_words();
+        let first = (Scope::Strategy as u32) << 30;
+        let start = w.partition_point(|e| e[0] < first);
+        w[start..]
+            .iter()
+            .map(|e| BehaviourCount::unpack(*e))
+            .filter(|b| b.action == action && (from..=to).contains(&b.day))
+            .map(|b| u32::from(b.count))
+            .sum()
+    }
+
     /// Adds `count` to the day's count of `action` on `item`: in place when the
     /// day already has a record (no allocation), else by inserting one record.
     /// The fast path of behaviour and feedback ingestion. Fails, changing
@@ -744,7 +953,7 @@ impl UserProfile {
         day: Day,
         count: u16,
     ) -> Result<(), ProfileError> {
-        let start = self.item_end();
+        let start = self.vector_end();
         let key = (item.0, ((action as u32) << 16) | u32::from(day));
         let recs = self.words()[start..].as_chunks::<2>().0;
         let pos = recs.partition_point(|r| (r[0], r[1] >> 12) < key);
@@ -837,10 +1046,12 @@ impl UserProfile {
         let h = self.header();
         let words = self.words();
         w.write_all(&h.demographics)?;
-        w.write_all(&h.tag_version.to_le_bytes())?;
+        w.write_all(&h.tag_version().to_le_bytes())?;
         w.write_all(&h.touched.to_le_bytes())?;
         w.write_all(&h.n_tags.to_le_bytes())?;
         w.write_all(&[h.n_devices, h.n_items])?;
+        w.write_all(&h.vector_dims.to_le_bytes())?;
+        w.write_all(&h.vector_model.to_le_bytes())?;
         w.write_all(&(words.len() as u32).to_le_bytes())?;
         for word in words {
             w.write_all(&word.to_le_bytes())?;
@@ -852,8 +1063,9 @@ impl UserProfile {
     /// counts fit its words (a corrupt file yields an error, never a bad profile).
     pub fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Self> {
         let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
-        // demographics 8, tag_version 8, touched 2, n_tags 2, n_devices 1, n_items 1, n_words 4
-        let mut h = [0u8; 26];
+        // demographics 8, tag_version 8, touched 2, n_tags 2, n_devices 1,
+        // n_items 1, vector_dims 2, vector_model 2, n_words 4
+        let mut h = [0u8; 30];
         r.read_exact(&mut h)?;
         let mut demographics = [0u8; 8];
         demographics.copy_from_slice(&h[0..8]);
@@ -863,19 +1075,29 @@ impl UserProfile {
         let touched = u16::from_le_bytes([h[16], h[17]]);
         let n_tags = u16::from_le_bytes([h[18], h[19]]);
         let (n_devices, n_items) = (h[20], h[21]);
-        let n_words = u32::from_le_bytes([h[22], h[23], h[24], h[25]]) as usize;
-        let fixed = 4 * usize::from(n_devices) + usize::from(n_tags) + 2 * usize::from(n_items);
+        let vector_dims = u16::from_le_bytes([h[22], h[23]]);
+        let vector_model = u16::from_le_bytes([h[24], h[25]]);
+        let n_words = u32::from_le_bytes([h[26], h[27], h[28], h[29]]) as usize;
+        if usize::from(vector_dims) > MAX_VECTOR_DIMS {
+            return Err(bad("profile vector has too many dimensions"));
+        }
+        let fixed = 4 * usize::from(n_devices)
+            + usize::from(n_tags)
+            + 2 * usize::from(n_items)
+            + vector_words(vector_dims);
         if n_words < fixed || !(n_words - fixed).is_multiple_of(2) || n_words > MAX_WORDS {
             return Err(bad("profile counts do not fit its words"));
         }
         let header = Header {
-            tag_version,
+            tag_version: Header::split_version(tag_version),
             demographics,
             touched,
             n_tags,
             n_devices,
             n_items,
             short_len: 0,
+            vector_dims,
+            vector_model,
         };
         // straight into the profile's block, through a small stack buffer:
         // restoring a snapshot reads millions of these
@@ -901,11 +1123,12 @@ impl UserProfile {
         let h = self.header();
         ProfileBuilder {
             demographics: h.demographics,
-            tag_version: h.tag_version,
+            tag_version: h.tag_version(),
             touched: h.touched,
             devices: self.devices().collect(),
             tags: self.tags().to_vec(),
             items: self.items().collect(),
+            vector: self.vector().map(|v| v.to_owned()),
             behaviour: self.behaviour().collect(),
         }
     }
@@ -926,6 +1149,8 @@ pub struct ProfileBuilder {
     pub tags: Vec<TagCode>,
     /// Per-item states; the last one given for an item wins.
     pub items: Vec<(ItemKey, ItemState)>,
+    /// The user vector, if any.
+    pub vector: Option<UserVector>,
     /// Daily behaviour counts; counts of the same item, action and day add up.
     pub behaviour: Vec<BehaviourCount>,
 }
@@ -985,19 +1210,32 @@ impl ProfileBuilder {
         let n_tags = u16::try_from(self.tags.len()).map_err(|_| ProfileError::TooMany("tags"))?;
         let n_items =
             u8::try_from(items.len()).map_err(|_| ProfileError::TooMany("item states"))?;
-        let n_words =
-            4 * self.devices.len() + self.tags.len() + 2 * items.len() + 2 * behaviour.len();
+        let vector_dims = match &self.vector {
+            None => 0,
+            Some(v) => u16::try_from(v.values.len())
+                .ok()
+                .filter(|d| *d > 0 && usize::from(*d) <= MAX_VECTOR_DIMS)
+                .ok_or(ProfileError::TooMany("vector dimensions"))?,
+        };
+        let n_vector = vector_words(vector_dims);
+        let n_words = 4 * self.devices.len()
+            + self.tags.len()
+            + 2 * items.len()
+            + n_vector
+            + 2 * behaviour.len();
         if n_words > MAX_WORDS {
             return Err(ProfileError::TooMany("behaviour counts"));
         }
         let header = Header {
-            tag_version: self.tag_version,
+            tag_version: Header::split_version(self.tag_version),
             demographics: self.demographics,
             touched: self.touched,
             n_tags,
             n_devices,
             n_items,
             short_len: 0,
+            vector_dims,
+            vector_model: self.vector.as_ref().map_or(0, |v| v.model),
         };
         // written straight into the profile's block: no intermediate vector
         Ok(UserProfile::with_words(header, n_words, |words| {
@@ -1013,6 +1251,12 @@ impl ProfileBuilder {
             let (states, rest) = rest.split_at_mut(2 * items.len());
             for (w, (k, s)) in states.as_chunks_mut::<2>().0.iter_mut().zip(&items) {
                 *w = [k.0, s.0];
+            }
+            let (vector, rest) = rest.split_at_mut(n_vector);
+            if let Some(v) = &self.vector {
+                for (w, new) in vector.iter_mut().zip(v.words()) {
+                    *w = new;
+                }
             }
             for (w, b) in rest.as_chunks_mut::<2>().0.iter_mut().zip(&behaviour) {
                 *w = *b;
@@ -1030,10 +1274,10 @@ mod tests {
     }
 
     #[test]
-    fn a_profile_is_one_thin_pointer_to_a_24_byte_header_and_its_words() {
+    fn a_profile_is_one_thin_pointer_to_a_28_byte_header_and_its_words() {
         assert_eq!(size_of::<UserProfile>(), 8);
         assert_eq!(size_of::<(u32, UserProfile)>(), 12);
-        assert_eq!(size_of::<Header>(), 24);
+        assert_eq!(size_of::<Header>(), 28);
         assert_eq!(UserProfile::empty().heap_bytes(), 0);
         let p = ProfileBuilder {
             tags: vec![1, 2, 3],
@@ -1041,7 +1285,7 @@ mod tests {
         }
         .build()
         .unwrap();
-        assert_eq!(p.heap_bytes(), 24 + 3 * 4);
+        assert_eq!(p.heap_bytes(), 28 + 3 * 4);
     }
 
     #[test]
@@ -1183,7 +1427,7 @@ mod tests {
         }
         let mut p = b.clone().build().unwrap();
         assert_eq!(p.words().len(), 65535);
-        assert_eq!(p.heap_bytes(), 24 + 4 + 4 * 65535);
+        assert_eq!(p.heap_bytes(), 28 + 4 + 4 * 65535);
         assert_eq!(p.devices().collect::<Vec<_>>(), vec![DeviceKey([5; 16])]);
         assert_eq!(p.tags(), &[1, 2, 3]);
         assert_eq!(p.count(it, Action::Browse, 100, 199), 100);
@@ -1200,7 +1444,7 @@ mod tests {
         b.tags.pop();
         let short = b.build().unwrap();
         assert_eq!(short.words().len(), 65532);
-        assert_eq!(short.heap_bytes(), 24 + 4 * 65532);
+        assert_eq!(short.heap_bytes(), 28 + 4 * 65532);
         assert_eq!(short.count(it, Action::Browse, 0, 40000), 32763);
     }
 

@@ -10,7 +10,7 @@ use crate::ids::{DeviceIdKind, DeviceKey};
 use crate::index::UserId;
 use crate::profile::{
     Action, Attr, BehaviourCount, Day, ItemKey, ItemState, ProfileBuilder, ProfileError, Scope,
-    StateField, UserProfile,
+    StateField, UserProfile, UserVector, model_tag,
 };
 use crate::taxonomy::Taxonomy;
 
@@ -52,9 +52,42 @@ pub struct UserRecord {
     /// Per-item states (4A, RFM, CLV).
     #[serde(default)]
     pub items: Vec<ItemRecord>,
-    /// Daily behaviour counts.
+    /// Daily behaviour counts (media feedback read back from a profile shows
+    /// here too, under scope `strategy` and the strategy's feedback key).
     #[serde(default)]
     pub behaviour: Vec<BehaviourRecord>,
+    /// Media feedback by strategy id (written in; read back as behaviour).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub feedback: Vec<FeedbackRecord>,
+    /// The dual-tower model's user vector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vector: Option<VectorRecord>,
+}
+
+/// Media feedback about one strategy on one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRecord {
+    /// `exposure`, `click` or `conversion`.
+    pub kind: String,
+    /// The strategy id.
+    pub strategy: String,
+    /// 0 = today.
+    pub days_ago: u16,
+    /// How often that day.
+    #[serde(default = "one")]
+    pub count: u16,
+}
+
+/// A user vector as written in records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorRecord {
+    /// The model version (`#<tag>` when read back from a profile, which
+    /// keeps only the version's 16-bit tag).
+    pub model: String,
+    /// The values (quantised to int8 when stored).
+    pub values: Vec<f32>,
 }
 
 /// A user's state with one item.
@@ -194,6 +227,31 @@ impl UserRecord {
                 count: ev.count.min(BehaviourCount::MAX),
             });
         }
+        for f in &self.feedback {
+            let action = match f.kind.as_str() {
+                "exposure" => Action::Exposure,
+                "click" => Action::Click,
+                "conversion" => Action::Conversion,
+                other => return Err(RecordError::UnknownName("feedback kind", other.to_string())),
+            };
+            b.behaviour.push(BehaviourCount {
+                item: ItemKey::strategy(&f.strategy),
+                action,
+                day: today.saturating_sub(f.days_ago),
+                count: f.count.min(BehaviourCount::MAX),
+            });
+        }
+        if let Some(v) = &self.vector {
+            let tag = match v.model.strip_prefix('#') {
+                Some(t) => t
+                    .parse::<u16>()
+                    .ok()
+                    .filter(|t| *t != 0)
+                    .ok_or_else(|| RecordError::UnknownName("model tag", v.model.clone()))?,
+                None => model_tag(&v.model),
+            };
+            b.vector = Some(UserVector::quantise(tag, &v.values)?);
+        }
         Ok(b.build()?)
     }
 
@@ -258,6 +316,11 @@ impl UserRecord {
             demographics,
             items,
             behaviour,
+            feedback: Vec::new(),
+            vector: p.vector().map(|v| VectorRecord {
+                model: format!("#{}", v.model),
+                values: v.to_f32(),
+            }),
         }
     }
 }

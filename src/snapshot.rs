@@ -1,7 +1,7 @@
 //! Snapshots: the whole index plus the source offsets it covers, so a restart
 //! (or a kill -9) resumes exactly where the snapshot was taken.
 //!
-//! File format (little-endian): magic `RTASNAP2`, created-at ms, user and
+//! File format (little-endian): magic `RTASNAP3`, created-at ms, user and
 //! device counts (to pre-size the index on restore), the offsets
 //! (topic, partition, next offset), the deletion tombstones, the profiles
 //! (user id + profile encoding), the record counts again, a CRC-32 of all of
@@ -21,7 +21,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use crate::index::{UserId, UserIndex};
 use crate::profile::{ProfileError, UserProfile};
 
-const MAGIC: &[u8; 8] = b"RTASNAP2";
+const MAGIC: &[u8; 8] = b"RTASNAP3";
 const END: &[u8; 8] = b"RTAEND01";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".rtasnap";

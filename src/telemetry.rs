@@ -17,6 +17,26 @@ pub const INVALID_REQUESTS: &str = "rta_invalid_requests_total";
 pub const DOUBTFUL_IDS: &str = "rta_doubtful_device_ids_total";
 /// Matches per strategy.
 pub const STRATEGY_MATCHES: &str = "rta_strategy_matches_total";
+/// Audience matches a later step refused, by `strategy` and `reason`
+/// (cap, score, no_vector, holdout).
+pub const STRATEGY_REFUSALS: &str = "rta_strategy_refusals_total";
+/// Experiment assignments of matched traffic, by `strategy` and `arm`
+/// (a variant's name, holdout, outside).
+pub const EXPERIMENT_ARMS: &str = "rta_experiment_assignments_total";
+/// Requests refused because a device or the user is blacklisted, by `reason`.
+pub const BLACKLIST_REFUSALS: &str = "rta_blacklist_refusals_total";
+/// Entries added to the blacklist by rules, control events and operators, by `reason`.
+pub const BLACKLIST_LISTED: &str = "rta_blacklist_listed_total";
+/// Unexpired blacklist entries, by `reason`.
+pub const BLACKLIST_ENTRIES: &str = "rta_blacklist_entries";
+/// Observed rate per strategy from decayed feedback, by `strategy` and `rate` (ctr, cvr).
+pub const MODEL_OBSERVED_RATE: &str = "rta_model_observed_rate";
+/// Mean calibrated prediction served to the users that feedback is about, by `strategy` and `rate`.
+pub const MODEL_PREDICTED_RATE: &str = "rta_model_predicted_rate";
+/// Logit shift applied by calibration, by `strategy` and `rate`.
+pub const MODEL_CALIBRATION_SHIFT: &str = "rta_model_calibration_shift";
+/// Calibration runs.
+pub const MODEL_RECALIBRATIONS: &str = "rta_model_recalibrations_total";
 /// Live strategies.
 pub const STRATEGIES_LIVE: &str = "rta_strategies";
 /// Strategy-set reloads, by `result` (ok, error).
@@ -53,6 +73,10 @@ pub mod outcome {
     pub const UNKNOWN_DEVICE: &str = "unknown_device";
     /// Every id was doubtful or none was given.
     pub const NO_USABLE_ID: &str = "no_usable_id";
+    /// A device or the user is on the anti-cheat blacklist.
+    pub const BLACKLISTED: &str = "blacklisted";
+    /// The user reached the overall frequency cap.
+    pub const CAPPED: &str = "capped";
     /// Not decided: more requests were in flight than allowed; the configured
     /// default answer was sent at once.
     pub const SHED: &str = "shed";

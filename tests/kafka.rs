@@ -122,6 +122,7 @@ fn setup(
         retention: RetentionConfig::default(),
         tz_offset_secs: 0,
         start_offsets,
+        observer: None,
     }
 }
 

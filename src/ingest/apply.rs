@@ -30,7 +30,34 @@ pub fn apply(index: &UserIndex, event: &Event, ctx: &ApplyContext) -> Result<(),
         Event::Behaviour(e) => behaviour(index, e, ctx),
         Event::Feedback(e) => feedback(index, e, ctx),
         Event::Identity(e) => identity(index, e),
+        Event::Vector(e) => vector(index, e, ctx),
+        // blacklist changes are the decision layer's (see `EventObserver`)
+        Event::Control(_) => Ok(()),
     }
+}
+
+fn vector(
+    index: &UserIndex,
+    e: &super::event::VectorEvent,
+    ctx: &ApplyContext,
+) -> Result<(), SkipReason> {
+    if index.deleted_after(e.user, e.time_ms) {
+        return Err(SkipReason::DeletedUser);
+    }
+    // a new model's vectors replace the old in place when the size holds
+    let in_place = index.update_in_place(e.user, |p| {
+        p.set_vector(&e.vector)?;
+        p.touch(ctx.today);
+        Ok::<(), crate::profile::ProfileError>(())
+    });
+    if let Some(r) = in_place {
+        return r.map_err(SkipReason::from);
+    }
+    index.modify(e.user, |b: &mut ProfileBuilder| {
+        b.touched = b.touched.max(ctx.today);
+        b.vector = Some(e.vector.clone());
+        Ok(())
+    })
 }
 
 fn oldest_day(ctx: &ApplyContext) -> Day {

@@ -8,9 +8,10 @@ use prost::Message;
 use serde::Deserialize;
 
 use super::pb;
+use crate::blacklist::{Listed, Reason};
 use crate::ids::{DeviceIdKind, DeviceKey};
 use crate::index::UserId;
-use crate::profile::{Action, Attr, ItemKey, Scope, StateField};
+use crate::profile::{Action, Attr, ItemKey, Scope, StateField, UserVector, model_tag};
 use crate::taxonomy::{TagCode, Taxonomy};
 
 /// What a topic carries.
@@ -25,6 +26,11 @@ pub enum TopicKind {
     Feedback,
     /// `IdentityEvent` messages (link, unlink, delete user).
     Identity,
+    /// `UserVector` messages (the dual-tower model's user vectors).
+    Vectors,
+    /// `BlacklistCommand` messages (blacklist changes); always consumed from
+    /// the topic's start.
+    Control,
 }
 
 /// How a topic's messages are encoded.
@@ -96,6 +102,7 @@ impl From<crate::profile::ProfileError> for SkipReason {
         match e {
             crate::profile::ProfileError::ItemIdTooLarge(_) => Self::BadValue,
             crate::profile::ProfileError::TooMany(_) => Self::ProfileFull,
+            crate::profile::ProfileError::NotFinite => Self::BadValue,
         }
     }
 }
@@ -184,6 +191,46 @@ pub enum IdentityEvent {
     },
 }
 
+/// A user vector from the offline model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorEvent {
+    /// The user.
+    pub user: UserId,
+    /// Event time, Unix ms.
+    pub time_ms: i64,
+    /// The quantised vector, tagged with its model version.
+    pub vector: UserVector,
+}
+
+/// A change of the anti-cheat blacklist (not of the index).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ControlEvent {
+    /// List a device or user.
+    List {
+        /// Who.
+        listed: Listed,
+        /// Why.
+        reason: Reason,
+        /// When it was decided, Unix ms (the TTL runs from here).
+        time_ms: i64,
+        /// How long; `None`: the engine's configured TTL.
+        ttl_seconds: Option<u64>,
+    },
+    /// Remove an entry.
+    Unlist {
+        /// Who.
+        listed: Listed,
+    },
+}
+
+/// What besides the index consumes applied events: the decision layer's
+/// feedback loop (calibration, anti-cheat rules) and its blacklist. Called
+/// on the ingest thread after the event was applied to the index.
+pub trait EventObserver: Send + Sync {
+    /// Sees one applied event.
+    fn observe(&self, event: &Event);
+}
+
 /// A validated event.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -195,6 +242,10 @@ pub enum Event {
     Feedback(FeedbackEvent),
     /// One-ID change.
     Identity(IdentityEvent),
+    /// The user tower's vector of a user.
+    Vector(VectorEvent),
+    /// A blacklist change.
+    Control(ControlEvent),
 }
 
 /// What decoding needs besides the bytes.
@@ -375,15 +426,28 @@ pub fn decode(
         TopicKind::Feedback => {
             let m: pb::FeedbackEvent = decode_msg(format, payload)?;
             let action = match pb::FeedbackKind::try_from(m.kind) {
-                Ok(pb::FeedbackKind::Exposure) => Action::Exposure,
-                Ok(pb::FeedbackKind::Click) => Action::Click,
-                Ok(pb::FeedbackKind::Conversion) => Action::Conversion,
+                Ok(pb::FeedbackKind::Exposure) => Some(Action::Exposure),
+                Ok(pb::FeedbackKind::Click) => Some(Action::Click),
+                Ok(pb::FeedbackKind::Conversion) => Some(Action::Conversion),
+                Ok(pb::FeedbackKind::Fraud) => None,
                 _ => return Err(SkipReason::UnknownEnum),
             };
             let subject = match (&m.user_id, &m.device) {
                 (u, _) if *u != 0 => Subject::User(*u),
                 (_, Some(d)) => Subject::Device(device(d)?),
                 _ => return Err(SkipReason::MissingUser),
+            };
+            let Some(action) = action else {
+                // a fraud report lists its subject (rule `media_fraud`)
+                return Ok(Event::Control(ControlEvent::List {
+                    listed: match subject {
+                        Subject::User(u) => Listed::User(u),
+                        Subject::Device(d) => Listed::Device(d),
+                    },
+                    reason: Reason::MediaFraud,
+                    time_ms: ctx.time(m.event_time_ms, false)?,
+                    ttl_seconds: None,
+                }));
             };
             if m.strategy_id.is_empty() || m.strategy_id.len() > 64 {
                 return Err(SkipReason::BadValue);
@@ -422,6 +486,51 @@ pub fn decode(
                     _ => return Err(SkipReason::UnknownEnum),
                 },
             ))
+        }
+        TopicKind::Vectors => {
+            let m: pb::UserVector = decode_msg(format, payload)?;
+            if m.user_id == 0 {
+                return Err(SkipReason::MissingUser);
+            }
+            if m.model_version.is_empty() || m.model_version.len() > 64 {
+                return Err(SkipReason::BadValue);
+            }
+            let vector = UserVector::quantise(model_tag(&m.model_version), &m.values)
+                .map_err(|_| SkipReason::BadValue)?;
+            Ok(Event::Vector(VectorEvent {
+                user: m.user_id,
+                time_ms: ctx.time(m.event_time_ms, false)?,
+                vector,
+            }))
+        }
+        TopicKind::Control => {
+            let m: pb::BlacklistCommand = decode_msg(format, payload)?;
+            let listed = match (&m.user_id, &m.device) {
+                (u, None) if *u != 0 => Listed::User(*u),
+                (0, Some(d)) => Listed::Device(device(d)?),
+                _ => return Err(SkipReason::MissingUser),
+            };
+            let time_ms = ctx.time(m.event_time_ms, false)?;
+            match pb::BlacklistOp::try_from(m.op) {
+                Ok(pb::BlacklistOp::Add) => {
+                    let reason = if m.reason.is_empty() {
+                        Reason::Operator
+                    } else {
+                        Reason::from_label(&m.reason).ok_or(SkipReason::BadValue)?
+                    };
+                    if m.ttl_seconds > crate::blacklist::MAX_TTL_SECONDS {
+                        return Err(SkipReason::BadValue);
+                    }
+                    Ok(Event::Control(ControlEvent::List {
+                        listed,
+                        reason,
+                        time_ms,
+                        ttl_seconds: (m.ttl_seconds > 0).then_some(m.ttl_seconds),
+                    }))
+                }
+                Ok(pb::BlacklistOp::Remove) => Ok(Event::Control(ControlEvent::Unlist { listed })),
+                _ => Err(SkipReason::UnknownEnum),
+            }
         }
     }
 }

@@ -69,7 +69,18 @@ pub fn feedback_kind<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
             ("exposure", K::Exposure as i32),
             ("click", K::Click as i32),
             ("conversion", K::Conversion as i32),
+            ("fraud", K::Fraud as i32),
         ],
+    )
+}
+
+/// `BlacklistCommand.op`.
+pub fn blacklist_op<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    use pb::BlacklistOp as O;
+    parse(
+        d,
+        "blacklist op",
+        &[("add", O::Add as i32), ("remove", O::Remove as i32)],
     )
 }
 

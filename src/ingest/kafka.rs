@@ -38,7 +38,9 @@ use tokio::sync::watch;
 
 use super::apply::{ApplyContext, apply};
 use super::dead_letter::{DeadLetters, Origin};
-use super::event::{DecodeContext, Event, Format, IdentityEvent, TopicKind, decode};
+use super::event::{
+    ControlEvent, DecodeContext, Event, EventObserver, Format, IdentityEvent, TopicKind, decode,
+};
 use crate::index::UserIndex;
 use crate::profile::day_of;
 use crate::snapshot::{self, Offsets};
@@ -207,8 +209,13 @@ pub struct IngestSetup {
     pub retention: RetentionConfig,
     /// Business time zone, seconds east of UTC.
     pub tz_offset_secs: i32,
-    /// Where to resume (from the restored snapshot); other partitions start at the beginning.
+    /// Where to resume (from the restored snapshot); other partitions start
+    /// at the beginning, and so do `control` topics always (the blacklist is
+    /// not in snapshots: it is rebuilt from its topic).
     pub start_offsets: Offsets,
+    /// Sees every applied event after the index did (the decision engine's
+    /// feedback loop and blacklist); `None`: the index only.
+    pub observer: Option<Arc<dyn EventObserver>>,
 }
 
 fn default_group_id() -> String {
@@ -297,8 +304,8 @@ pub fn start(
         }
         for p in parts {
             let offset = match setup.start_offsets.get(&(t.name.clone(), p)) {
-                Some(o) => Offset::Offset(*o),
-                None => Offset::Beginning,
+                Some(o) if t.kind != TopicKind::Control => Offset::Offset(*o),
+                _ => Offset::Beginning,
             };
             tpl.add_partition_offset(&t.name, p, offset)?;
             partitions.push((ti, p));
@@ -341,8 +348,11 @@ pub fn start(
         caught_up: tx,
     };
     for (ti, p) in lp.partitions.clone() {
-        let name = &lp.setup.kafka.topics[ti].name;
-        if let Some(o) = lp.setup.start_offsets.get(&(name.clone(), p)) {
+        let topic = &lp.setup.kafka.topics[ti];
+        if topic.kind == TopicKind::Control {
+            continue;
+        }
+        if let Some(o) = lp.setup.start_offsets.get(&(topic.name.clone(), p)) {
             lp.positions.insert((ti, p), *o);
         }
     }
@@ -457,6 +467,9 @@ impl ApplyLoop {
         let m = &self.metrics[ti];
         match result {
             Ok(event) => {
+                if let Some(o) = &self.setup.observer {
+                    o.observe(&event);
+                }
                 m.applied.increment(1);
                 if let Some(t) = event_time(&event) {
                     m.freshness.record((now - t).max(0) as f64 / 1000.0);
@@ -574,5 +587,8 @@ fn event_time(e: &Event) -> Option<i64> {
             IdentityEvent::Link { time_ms, .. } | IdentityEvent::Delete { time_ms, .. },
         ) => *time_ms,
         Event::Identity(IdentityEvent::Unlink { .. }) => return None,
+        Event::Vector(v) => v.time_ms,
+        Event::Control(ControlEvent::List { time_ms, .. }) => *time_ms,
+        Event::Control(ControlEvent::Unlist { .. }) => return None,
     })
 }

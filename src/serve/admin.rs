@@ -1,5 +1,7 @@
 //! Admin HTTP: health, readiness, Prometheus metrics, strategies (list and
-//! reload), user profiles by device id, and decision explanations.
+//! reload), user profiles by device id, decision explanations, the
+//! anti-cheat blacklist (list, add, remove) and the model's calibration
+//! (observed vs predicted per strategy, recalibrate now).
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::InvalidRequest;
 use super::limits::MAX_DEVICE_IDS;
+use crate::blacklist::{Listed, Reason};
 use crate::decision::DecisionRequest;
 use crate::node::Node;
 use crate::record::{UserRecord, parse_device};
@@ -28,6 +31,14 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/strategies/reload", post(reload))
         .route("/users/{device}", get(user))
         .route("/explain", get(explain))
+        .route(
+            "/blacklist",
+            get(blacklist_list)
+                .post(blacklist_add)
+                .delete(blacklist_remove),
+        )
+        .route("/calibration", get(calibration))
+        .route("/calibration/recalibrate", post(recalibrate))
         .with_state(node)
 }
 
@@ -174,4 +185,155 @@ async fn explain(State(node): State<Arc<Node>>, Query(q): Query<ExplainQuery>) -
         only_strategies: &[],
     });
     Json(explanation).into_response()
+}
+
+/// The most entries `GET /blacklist` returns.
+const MAX_LISTED: usize = 10_000;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+#[derive(Serialize)]
+struct BlacklistView {
+    /// Entries held, including expired ones not yet purged.
+    held: usize,
+    entries: Vec<crate::blacklist::Entry>,
+}
+
+async fn blacklist_list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
+    let now = node.engine.clock().now_ms();
+    let bl = node.engine.blacklist();
+    Json(BlacklistView {
+        held: bl.len(),
+        entries: bl.list(now, q.limit.unwrap_or(1000).min(MAX_LISTED)),
+    })
+    .into_response()
+}
+
+/// Who a blacklist request is about: exactly one of a device id (32 hex or
+/// `raw:<kind>:<value>`) and a user id.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Subject {
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    user: Option<u64>,
+}
+
+impl Subject {
+    fn listed(&self) -> Result<Listed, InvalidRequest> {
+        match (&self.device, self.user) {
+            (Some(d), None) => {
+                let key = parse_device(d)
+                    .map_err(|e| InvalidRequest::new("device", "device", e.to_string()))?;
+                if key.is_doubtful() {
+                    return Err(InvalidRequest::new(
+                        "device",
+                        "device",
+                        "a doubtful (placeholder) id never matches anyone; nothing to list"
+                            .to_string(),
+                    ));
+                }
+                Ok(Listed::Device(key))
+            }
+            (None, Some(u)) if u != 0 => Ok(Listed::User(u)),
+            _ => Err(InvalidRequest::new(
+                "subject",
+                "device",
+                "give exactly one of `device` and `user` (non-zero)".to_string(),
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default)]
+    user: Option<u64>,
+    #[serde(default)]
+    reason: Option<Reason>,
+    #[serde(default)]
+    ttl_seconds: Option<u64>,
+}
+
+async fn blacklist_add(
+    State(node): State<Arc<Node>>,
+    body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(body) = match body {
+        Ok(b) => b,
+        Err(e) => return InvalidRequest::new("body", "body", e.body_text()).into_response(),
+    };
+    let subject = Subject {
+        device: body.device,
+        user: body.user,
+    };
+    let listed = match subject.listed() {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(ttl) = body.ttl_seconds
+        && !(1..=crate::blacklist::MAX_TTL_SECONDS).contains(&ttl)
+    {
+        return InvalidRequest::new(
+            "ttl_seconds",
+            "ttl_seconds",
+            format!("must be within 1..={}", crate::blacklist::MAX_TTL_SECONDS),
+        )
+        .into_response();
+    }
+    let reason = body.reason.unwrap_or(Reason::Operator);
+    let now = node.engine.clock().now_ms();
+    let ttl = body.ttl_seconds.map(std::time::Duration::from_secs);
+    match node.engine.blacklist().add(listed, reason, now, ttl) {
+        Ok(entry) => {
+            metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => reason.label()).increment(1);
+            tracing::info!(
+                reason = reason.label(),
+                "blacklist entry added by an operator"
+            );
+            (StatusCode::CREATED, Json(entry)).into_response()
+        }
+        Err(e) => (
+            StatusCode::INSUFFICIENT_STORAGE,
+            Json(ErrorBody {
+                error: e.to_string(),
+            }),
+        )
+            .into_response(),
+    }
+}
+
+async fn blacklist_remove(State(node): State<Arc<Node>>, Query(q): Query<Subject>) -> Response {
+    let listed = match q.listed() {
+        Ok(l) => l,
+        Err(e) => return e.into_response(),
+    };
+    if node.engine.blacklist().remove(listed) {
+        tracing::info!("blacklist entry removed by an operator");
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (
+            StatusCode::NOT_FOUND,
+            Json(ErrorBody {
+                error: "not on the blacklist".into(),
+            }),
+        )
+            .into_response()
+    }
+}
+
+async fn calibration(State(node): State<Arc<Node>>) -> Response {
+    Json(node.engine.calibration_report()).into_response()
+}
+
+async fn recalibrate(State(node): State<Arc<Node>>) -> Response {
+    Json(node.engine.recalibrate()).into_response()
 }

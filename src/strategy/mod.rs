@@ -23,6 +23,10 @@ pub use compile::{EvalContext, Expr, Os};
 pub use indexed::{FeatureShares, IndexedMatcher};
 pub use matcher::{LinearMatcher, Matcher};
 
+use crate::experiment::{Experiment, ExperimentSpec};
+use crate::frequency::FrequencyCap;
+use crate::model::{ModelInfo, Scoring};
+use crate::profile::ItemKey;
 use crate::taxonomy::Taxonomy;
 
 /// The strategies shipped for `demo`: one per strategy template in the domain brief.
@@ -114,8 +118,21 @@ struct StrategyFile {
     version: Option<String>,
     #[serde(default)]
     cache: CachePolicy,
+    /// The dual-tower model the strategies' `score` vectors belong to.
+    #[serde(default)]
+    model: Option<ModelEntry>,
+    /// A cap on a user's exposures over all strategies.
+    #[serde(default)]
+    user_cap: Option<FrequencyCap>,
     #[serde(rename = "strategy", default)]
     strategies: Vec<StrategyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ModelEntry {
+    version: String,
+    dims: usize,
 }
 
 #[derive(Deserialize)]
@@ -132,6 +149,12 @@ struct StrategyEntry {
     match_unknown_devices: bool,
     #[serde(default = "yes")]
     enabled: bool,
+    #[serde(default)]
+    score: Option<Scoring>,
+    #[serde(default)]
+    cap: Option<FrequencyCap>,
+    #[serde(default)]
+    experiment: Option<ExperimentSpec>,
 }
 
 fn one() -> f64 {
@@ -167,6 +190,23 @@ pub struct Strategy {
     pub clauses: Box<[Clause]>,
     /// Whether devices with no profile are evaluated (against an empty profile).
     pub match_unknown_devices: bool,
+    /// The key media feedback about this strategy is counted under.
+    pub feedback_key: ItemKey,
+    /// Dual-tower scoring: thresholds and a score-driven bid factor.
+    pub score: Option<Scoring>,
+    /// A cap on a user's exposures to this strategy.
+    pub cap: Option<FrequencyCap>,
+    /// Variants and holdout.
+    pub experiment: Option<Experiment>,
+}
+
+impl Strategy {
+    /// True when a match is the answer as is: no score, cap or experiment
+    /// to settle (the fast path of `Decide`).
+    #[inline]
+    pub fn is_plain(&self) -> bool {
+        self.score.is_none() && self.cap.is_none() && self.experiment.is_none()
+    }
 }
 
 impl Strategy {
@@ -195,8 +235,13 @@ pub struct StrategySet {
     pub version: String,
     /// Cache hints.
     pub cache: CachePolicy,
+    /// The dual-tower model generation, when strategies are scored.
+    pub model: Option<ModelInfo>,
+    /// The cap on a user's exposures over all strategies.
+    pub user_cap: Option<FrequencyCap>,
     strategies: Vec<Strategy>,
     by_id: HashMap<Arc<str>, u32>,
+    by_feedback_key: HashMap<ItemKey, u32>,
     matcher: Box<dyn Matcher>,
 }
 
@@ -226,8 +271,36 @@ impl StrategySet {
                 message: format!("more than {MAX_STRATEGIES} strategies"),
             });
         }
+        let file_error = |message: String| StrategyError::File {
+            source_name: source_name.to_string(),
+            message,
+        };
+        let model = match &file.model {
+            None => None,
+            Some(m) => {
+                if m.version.is_empty() || m.version.len() > 64 {
+                    return Err(file_error("`model.version` must be 1-64 characters".into()));
+                }
+                if m.dims == 0 || m.dims > crate::profile::MAX_VECTOR_DIMS {
+                    return Err(file_error(format!(
+                        "`model.dims` must be within 1..={}",
+                        crate::profile::MAX_VECTOR_DIMS
+                    )));
+                }
+                Some(ModelInfo {
+                    version: m.version.clone(),
+                    tag: crate::profile::model_tag(&m.version),
+                    dims: m.dims,
+                })
+            }
+        };
+        if let Some(cap) = &file.user_cap {
+            cap.validate()
+                .map_err(|e| file_error(format!("user_cap: {e}")))?;
+        }
         let mut strategies = Vec::with_capacity(file.strategies.len());
         let mut by_id = HashMap::new();
+        let mut by_feedback_key = HashMap::new();
         for entry in file.strategies {
             let invalid = |message: String| StrategyError::Invalid {
                 source_name: source_name.to_string(),
@@ -278,12 +351,44 @@ impl StrategySet {
                 })
                 .collect::<Result<Box<[Clause]>, lang::LangError>>()
                 .map_err(to_file_pos)?;
+            if let Some(score) = &entry.score {
+                score.validate(model.as_ref()).map_err(invalid)?;
+            }
+            if let Some(cap) = &entry.cap {
+                cap.validate().map_err(invalid)?;
+            }
+            let experiment = entry
+                .experiment
+                .as_ref()
+                .map(|e| e.compile(&entry.id, &BID_FACTOR_RANGE))
+                .transpose()
+                .map_err(invalid)?;
             if !entry.enabled {
                 continue;
             }
             let id: Arc<str> = Arc::from(entry.id.as_str());
             if by_id.insert(id.clone(), strategies.len() as u32).is_some() {
                 return Err(invalid("duplicate strategy id".to_string()));
+            }
+            // feedback is counted in profiles under a 30-bit hash of the id;
+            // two strategies sharing one would see each other's exposures,
+            // which matters (and is refused) only where feedback decides
+            let feedback_key = ItemKey::strategy(&entry.id);
+            let uses_feedback = entry.cap.is_some() || entry.score.is_some();
+            match by_feedback_key.entry(feedback_key) {
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(strategies.len() as u32);
+                }
+                std::collections::hash_map::Entry::Occupied(o) => {
+                    let other: &Strategy = &strategies[*o.get() as usize];
+                    if uses_feedback || !other.is_plain() {
+                        return Err(invalid(format!(
+                            "its feedback key collides with strategy `{}`'s, and one of them \
+                             uses feedback (cap or score); rename one of them",
+                            other.id
+                        )));
+                    }
+                }
             }
             strategies.push(Strategy {
                 id,
@@ -293,6 +398,10 @@ impl StrategySet {
                 audience: text.trim().to_string(),
                 clauses,
                 match_unknown_devices: entry.match_unknown_devices,
+                feedback_key,
+                score: entry.score,
+                cap: entry.cap,
+                experiment,
             });
         }
         let version = file
@@ -306,8 +415,11 @@ impl StrategySet {
         Ok(Self {
             version,
             cache: file.cache,
+            model,
+            user_cap: file.user_cap,
             strategies,
             by_id,
+            by_feedback_key,
             matcher,
         })
     }
@@ -330,6 +442,11 @@ impl StrategySet {
     /// The position of a strategy id in [`StrategySet::strategies`].
     pub fn index_of(&self, id: &str) -> Option<u32> {
         self.by_id.get(id).copied()
+    }
+
+    /// The position of the strategy media feedback under `key` is about.
+    pub fn index_of_feedback_key(&self, key: ItemKey) -> Option<u32> {
+        self.by_feedback_key.get(&key).copied()
     }
 
     /// Appends to `out` the indexes of matching strategies, ascending; when

@@ -1,0 +1,700 @@
+//! pCTR / pCVR from a dual-tower model, and its online calibration from
+//! media feedback.
+//!
+//! The offline model has two towers: the user tower's output (a small
+//! vector per user) arrives by Kafka and is kept, int8-quantised, in the
+//! user's profile ([`crate::profile::UserVector`]); the strategy tower's
+//! output (one weight vector and a bias per head: CTR and CVR) is written in
+//! the strategy file. A prediction is `sigmoid(user · weights + bias)`, then
+//! shifted by the strategy's current calibration.
+//!
+//! Calibration is a Bayesian-smoothed odds correction per strategy and head:
+//! feedback keeps exponentially decayed sums of what happened (clicks per
+//! exposure, conversions per click) and of what the raw model predicted for
+//! the same users; every `interval_seconds` the shift becomes
+//! `ln((observed + α·p̄) / (predicted + α·p̄))`, `α` pseudo-events of prior
+//! belief that the model is right. For the small rates of ads this is the
+//! intercept of Platt scaling with the slope fixed at 1; it needs no stored
+//! per-event history and converges as fast as the decay allows.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::profile::{ItemKey, VectorView};
+
+/// The model generation the strategy file's vectors belong to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// The version label; user vectors must carry the same one.
+    pub version: String,
+    /// [`crate::profile::model_tag`] of the version.
+    pub tag: u16,
+    /// Vector dimensions.
+    pub dims: usize,
+}
+
+/// One head of the strategy tower.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Head {
+    /// The strategy-side vector.
+    pub weights: Vec<f32>,
+    /// The bias added to the dot product.
+    #[serde(default)]
+    pub bias: f32,
+}
+
+/// What a scored strategy's bid factor follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BidFrom {
+    /// The configured bid factor, unchanged.
+    #[default]
+    Fixed,
+    /// Proportional to pCTR.
+    Ctr,
+    /// Proportional to pCVR.
+    Cvr,
+    /// Proportional to the expected value pCTR x pCVR.
+    Value,
+}
+
+/// What a scored strategy does for a user without a (current) vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fallback {
+    /// Match on the audience alone, at the configured bid factor.
+    #[default]
+    Match,
+    /// Do not match.
+    Refuse,
+}
+
+/// A strategy's `[strategy.score]` section.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scoring {
+    /// The CTR head, if the strategy uses one.
+    #[serde(default)]
+    pub ctr: Option<Head>,
+    /// The CVR head, if the strategy uses one.
+    #[serde(default)]
+    pub cvr: Option<Head>,
+    /// Match only when pCTR is at least this.
+    #[serde(default)]
+    pub min_pctr: f64,
+    /// Match only when pCVR is at least this.
+    #[serde(default)]
+    pub min_pcvr: f64,
+    /// What the bid factor follows.
+    #[serde(default)]
+    pub bid_from: BidFrom,
+    /// The score at which the bid factor equals the configured one; the
+    /// factor scales with score / reference, clamped to the media's range.
+    #[serde(default)]
+    pub reference: f64,
+    /// What to do for users without a vector of the model's version.
+    #[serde(default)]
+    pub fallback: Fallback,
+}
+
+impl Scoring {
+    /// Checks the section against the file's model; the message names the field.
+    pub fn validate(&self, model: Option<&ModelInfo>) -> Result<(), String> {
+        let Some(model) = model else {
+            return Err("`score` needs a `[model]` section naming the model version".into());
+        };
+        if self.ctr.is_none() && self.cvr.is_none() {
+            return Err("`score` needs a `ctr` or a `cvr` head".into());
+        }
+        for (name, head) in [("ctr", &self.ctr), ("cvr", &self.cvr)] {
+            if let Some(h) = head {
+                if h.weights.len() != model.dims {
+                    return Err(format!(
+                        "`score.{name}.weights` has {} values, the model has {} dimensions",
+                        h.weights.len(),
+                        model.dims
+                    ));
+                }
+                if !h.bias.is_finite() || h.weights.iter().any(|w| !w.is_finite()) {
+                    return Err(format!("`score.{name}` holds a value that is not finite"));
+                }
+            }
+        }
+        for (name, v) in [("min_pctr", self.min_pctr), ("min_pcvr", self.min_pcvr)] {
+            if !(0.0..=1.0).contains(&v) {
+                return Err(format!("`score.{name}` must be within 0..=1"));
+            }
+        }
+        if self.min_pctr > 0.0 && self.ctr.is_none() {
+            return Err("`score.min_pctr` needs a `ctr` head".into());
+        }
+        if self.min_pcvr > 0.0 && self.cvr.is_none() {
+            return Err("`score.min_pcvr` needs a `cvr` head".into());
+        }
+        let needs = match self.bid_from {
+            BidFrom::Fixed => None,
+            BidFrom::Ctr => Some(self.ctr.is_some()),
+            BidFrom::Cvr => Some(self.cvr.is_some()),
+            BidFrom::Value => Some(self.ctr.is_some() && self.cvr.is_some()),
+        };
+        if let Some(has_heads) = needs {
+            if !has_heads {
+                return Err("`score.bid_from` names a head the strategy does not have".into());
+            }
+            if !(self.reference.is_finite() && self.reference > 0.0 && self.reference <= 1.0) {
+                return Err(
+                    "`score.reference` must be within (0, 1] when `bid_from` is set".into(),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Raw logits (before calibration) of the heads present, for `user`.
+    #[inline]
+    pub fn logits(&self, user: &VectorView<'_>) -> Logits {
+        Logits {
+            ctr: self.ctr.as_ref().map(|h| user.dot(&h.weights) + h.bias),
+            cvr: self.cvr.as_ref().map(|h| user.dot(&h.weights) + h.bias),
+        }
+    }
+
+    /// The calibrated prediction for `user`, or `None` when the user has no
+    /// vector of `model` (the strategy's [`Fallback`] applies).
+    #[inline]
+    pub fn predict(
+        &self,
+        user: Option<VectorView<'_>>,
+        model: u16,
+        shift: Shift,
+    ) -> Option<Prediction> {
+        let user = user.filter(|u| u.model == model)?;
+        let l = self.logits(&user);
+        Some(Prediction {
+            pctr: l.ctr.map(|x| sigmoid(f64::from(x) + shift.ctr)),
+            pcvr: l.cvr.map(|x| sigmoid(f64::from(x) + shift.cvr)),
+        })
+    }
+
+    /// Whether a prediction passes the thresholds; otherwise the failing one.
+    pub fn passes(&self, p: &Prediction) -> Result<(), &'static str> {
+        if p.pctr.is_some_and(|v| v < self.min_pctr) {
+            return Err("pctr below min_pctr");
+        }
+        if p.pcvr.is_some_and(|v| v < self.min_pcvr) {
+            return Err("pcvr below min_pcvr");
+        }
+        Ok(())
+    }
+
+    /// The bid factor for a prediction, from the configured `base`, clamped
+    /// to the media's range.
+    pub fn bid_factor(&self, base: f64, p: &Prediction) -> f64 {
+        let score = match self.bid_from {
+            BidFrom::Fixed => return base,
+            BidFrom::Ctr => p.pctr,
+            BidFrom::Cvr => p.pcvr,
+            BidFrom::Value => p.pctr.zip(p.pcvr).map(|(a, b)| a * b),
+        };
+        let Some(score) = score else { return base };
+        let f = base * score / self.reference;
+        if f.is_finite() {
+            f.clamp(
+                *crate::strategy::BID_FACTOR_RANGE.start(),
+                *crate::strategy::BID_FACTOR_RANGE.end(),
+            )
+        } else {
+            base
+        }
+    }
+}
+
+/// Raw logits of a strategy's heads for one user.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Logits {
+    /// CTR head.
+    pub ctr: Option<f32>,
+    /// CVR head.
+    pub cvr: Option<f32>,
+}
+
+/// A calibrated prediction.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Prediction {
+    /// Probability of a click given an exposure.
+    pub pctr: Option<f64>,
+    /// Probability of a conversion given a click.
+    pub pcvr: Option<f64>,
+}
+
+impl Prediction {
+    /// The expected value used for ranking: pCTR x pCVR, or the head present.
+    pub fn value(&self) -> Option<f64> {
+        match (self.pctr, self.pcvr) {
+            (Some(a), Some(b)) => Some(a * b),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// The logistic function.
+#[inline]
+pub fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Additive logit corrections of one strategy's heads.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Shift {
+    /// Added to the CTR logit.
+    pub ctr: f64,
+    /// Added to the CVR logit.
+    pub cvr: f64,
+}
+
+/// The `[calibration]` section of the engine config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CalibrationConfig {
+    /// Whether shifts are recomputed at all (observed vs predicted is reported either way).
+    pub enabled: bool,
+    /// How often shifts are recomputed, seconds.
+    pub interval_seconds: u64,
+    /// Half-life of the decayed feedback sums, seconds.
+    pub half_life_seconds: u64,
+    /// Prior strength in pseudo-events (see the module docs).
+    pub prior_events: f64,
+    /// The largest shift applied either way, in logits (e^3 = 20x odds).
+    pub max_shift: f64,
+}
+
+impl Default for CalibrationConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_seconds: 60,
+            half_life_seconds: 6 * 3600,
+            prior_events: 20.0,
+            max_shift: 3.0,
+        }
+    }
+}
+
+impl CalibrationConfig {
+    /// Checks ranges; the message names the field.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.interval_seconds == 0 {
+            return Err(("calibration.interval_seconds", "must be at least 1".into()));
+        }
+        if self.half_life_seconds == 0 {
+            return Err(("calibration.half_life_seconds", "must be at least 1".into()));
+        }
+        if !(self.prior_events.is_finite() && self.prior_events >= 0.0) {
+            return Err(("calibration.prior_events", "must be >= 0".into()));
+        }
+        if !(self.max_shift.is_finite() && self.max_shift >= 0.0) {
+            return Err(("calibration.max_shift", "must be >= 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A feedback event's kind, as the calibration counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// An ad of the strategy was shown.
+    Exposure,
+    /// It was clicked.
+    Click,
+    /// The click converted.
+    Conversion,
+}
+
+/// Decayed sums of one strategy's feedback. All sums share one reference
+/// time, so their ratios do not depend on when they are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct FeedbackSums {
+    /// Exposures.
+    pub exposures: f64,
+    /// Clicks.
+    pub clicks: f64,
+    /// Conversions.
+    pub conversions: f64,
+    /// Exposures of users the model scored.
+    pub scored_exposures: f64,
+    /// Clicks of those users.
+    pub scored_clicks: f64,
+    /// Conversions of those users.
+    pub scored_conversions: f64,
+    /// Sum of raw pCTR over scored exposures.
+    pub raw_pctr: f64,
+    /// Sum of calibrated pCTR (as served at the time) over scored exposures.
+    pub served_pctr: f64,
+    /// Sum of raw pCVR over scored clicks.
+    pub raw_pcvr: f64,
+    /// Sum of calibrated pCVR over scored clicks.
+    pub served_pcvr: f64,
+    /// The reference time of the sums, Unix ms.
+    #[serde(skip)]
+    at_ms: i64,
+}
+
+impl FeedbackSums {
+    fn scale(&mut self, f: f64) {
+        for v in [
+            &mut self.exposures,
+            &mut self.clicks,
+            &mut self.conversions,
+            &mut self.scored_exposures,
+            &mut self.scored_clicks,
+            &mut self.scored_conversions,
+            &mut self.raw_pctr,
+            &mut self.served_pctr,
+            &mut self.raw_pcvr,
+            &mut self.served_pcvr,
+        ] {
+            *v *= f;
+        }
+    }
+
+    /// Adds one event at `time_ms` with weight decayed to the sums' reference time.
+    fn add(
+        &mut self,
+        o: Outcome,
+        raw: Option<f64>,
+        served: Option<f64>,
+        time_ms: i64,
+        half_life_ms: f64,
+    ) {
+        let w = if time_ms >= self.at_ms {
+            let f = decay(time_ms - self.at_ms, half_life_ms);
+            self.scale(f);
+            self.at_ms = time_ms;
+            1.0
+        } else {
+            decay(self.at_ms - time_ms, half_life_ms)
+        };
+        let (all, scored_n, predicted) = match o {
+            Outcome::Exposure => (
+                &mut self.exposures,
+                &mut self.scored_exposures,
+                Some((&mut self.raw_pctr, &mut self.served_pctr)),
+            ),
+            Outcome::Click => (
+                &mut self.clicks,
+                &mut self.scored_clicks,
+                Some((&mut self.raw_pcvr, &mut self.served_pcvr)),
+            ),
+            Outcome::Conversion => (&mut self.conversions, &mut self.scored_conversions, None),
+        };
+        *all += w;
+        if let Some(raw) = raw {
+            *scored_n += w;
+            if let Some((raw_sum, served_sum)) = predicted {
+                *raw_sum += w * raw;
+                *served_sum += w * served.unwrap_or(raw);
+            }
+        }
+    }
+
+    /// Observed CTR (clicks per exposure), if any exposure was seen.
+    pub fn observed_ctr(&self) -> Option<f64> {
+        (self.exposures > 0.0).then(|| self.clicks / self.exposures)
+    }
+
+    /// Observed CVR (conversions per click), if any click was seen.
+    pub fn observed_cvr(&self) -> Option<f64> {
+        (self.clicks > 0.0).then(|| self.conversions / self.clicks)
+    }
+
+    /// Mean pCTR served to exposed users the model scored.
+    pub fn predicted_ctr(&self) -> Option<f64> {
+        (self.scored_exposures > 0.0).then(|| self.served_pctr / self.scored_exposures)
+    }
+
+    /// Mean pCVR served to clicking users the model scored.
+    pub fn predicted_cvr(&self) -> Option<f64> {
+        (self.scored_clicks > 0.0).then(|| self.served_pcvr / self.scored_clicks)
+    }
+
+    /// The shift that makes the raw model's mean match what was observed.
+    pub fn shift(&self, prior_events: f64, max_shift: f64) -> Shift {
+        let one = |observed: f64, predicted: f64, n: f64| {
+            if n <= 0.0 || predicted <= 0.0 {
+                return 0.0;
+            }
+            let mean = predicted / n;
+            let s = ((observed + prior_events * mean) / (predicted + prior_events * mean)).ln();
+            if s.is_finite() {
+                s.clamp(-max_shift, max_shift)
+            } else {
+                0.0
+            }
+        };
+        Shift {
+            ctr: one(self.scored_clicks, self.raw_pctr, self.scored_exposures),
+            cvr: one(self.scored_conversions, self.raw_pcvr, self.scored_clicks),
+        }
+    }
+}
+
+fn decay(dt_ms: i64, half_life_ms: f64) -> f64 {
+    (-(dt_ms as f64) / half_life_ms * std::f64::consts::LN_2).exp()
+}
+
+/// Decayed feedback sums per strategy (by feedback key, so they survive
+/// strategy-file reloads that keep the id).
+#[derive(Debug)]
+pub struct FeedbackLedger {
+    half_life_ms: f64,
+    sums: Mutex<HashMap<ItemKey, FeedbackSums>>,
+}
+
+impl FeedbackLedger {
+    /// An empty ledger whose sums halve every `half_life_seconds`.
+    pub fn new(half_life_seconds: u64) -> Self {
+        Self {
+            half_life_ms: (half_life_seconds.max(1) as f64) * 1000.0,
+            sums: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records one feedback event: `raw` and `served` are the model's raw and
+    /// calibrated predictions for this user (pCTR for exposures, pCVR for
+    /// clicks), `None` when the user was not scored.
+    pub fn record(
+        &self,
+        strategy: ItemKey,
+        o: Outcome,
+        raw: Option<f64>,
+        served: Option<f64>,
+        time_ms: i64,
+    ) {
+        if let Ok(mut sums) = self.sums.lock() {
+            sums.entry(strategy)
+                .or_default()
+                .add(o, raw, served, time_ms, self.half_life_ms);
+        }
+    }
+
+    /// The sums of one strategy.
+    pub fn sums(&self, strategy: ItemKey) -> Option<FeedbackSums> {
+        self.sums.lock().ok()?.get(&strategy).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::{UserProfile, UserVector};
+
+    fn model() -> ModelInfo {
+        ModelInfo {
+            version: "m1".into(),
+            tag: crate::profile::model_tag("m1"),
+            dims: 4,
+        }
+    }
+
+    fn scoring(bid_from: BidFrom) -> Scoring {
+        Scoring {
+            ctr: Some(Head {
+                weights: vec![1.0, 0.0, 0.0, 0.0],
+                bias: -3.0,
+            }),
+            cvr: Some(Head {
+                weights: vec![0.0, 1.0, 0.0, 0.0],
+                bias: -2.0,
+            }),
+            min_pctr: 0.0,
+            min_pcvr: 0.0,
+            bid_from,
+            reference: 0.01,
+            fallback: Fallback::Match,
+        }
+    }
+
+    fn profile_with(values: &[f32], version: &str) -> UserProfile {
+        let mut p = crate::profile::ProfileBuilder::default().build().unwrap();
+        p.set_vector(&UserVector::quantise(crate::profile::model_tag(version), values).unwrap())
+            .unwrap();
+        p
+    }
+
+    #[test]
+    fn prediction_is_sigmoid_of_dot_plus_bias_within_quantisation_error() {
+        let s = scoring(BidFrom::Fixed);
+        let p = profile_with(&[1.0, 0.5, -0.25, 2.0], "m1");
+        let got = s
+            .predict(p.vector(), model().tag, Shift::default())
+            .unwrap();
+        let want_ctr = sigmoid(1.0 - 3.0);
+        let want_cvr = sigmoid(0.5 - 2.0);
+        assert!((got.pctr.unwrap() - want_ctr).abs() < 0.003, "{got:?}");
+        assert!((got.pcvr.unwrap() - want_cvr).abs() < 0.003, "{got:?}");
+        // a shift of ln 2 doubles the odds
+        let shifted = s
+            .predict(
+                p.vector(),
+                model().tag,
+                Shift {
+                    ctr: 2f64.ln(),
+                    cvr: 0.0,
+                },
+            )
+            .unwrap();
+        let odds = |p: f64| p / (1.0 - p);
+        assert!((odds(shifted.pctr.unwrap()) / odds(got.pctr.unwrap()) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_vector_of_another_model_or_none_is_not_scored() {
+        let s = scoring(BidFrom::Fixed);
+        let other = profile_with(&[1.0, 0.5, -0.25, 2.0], "m0");
+        assert_eq!(
+            s.predict(other.vector(), model().tag, Shift::default()),
+            None
+        );
+        assert_eq!(
+            s.predict(UserProfile::empty().vector(), model().tag, Shift::default()),
+            None
+        );
+    }
+
+    #[test]
+    fn bid_factor_scales_with_the_score_and_stays_in_the_media_range() {
+        let s = scoring(BidFrom::Ctr);
+        let p = |pctr| Prediction {
+            pctr: Some(pctr),
+            pcvr: Some(0.1),
+        };
+        assert!((s.bid_factor(1.0, &p(0.01)) - 1.0).abs() < 1e-12);
+        assert!((s.bid_factor(1.5, &p(0.02)) - 3.0).abs() < 1e-12);
+        assert_eq!(s.bid_factor(1.0, &p(0.9)), 5.0);
+        assert_eq!(s.bid_factor(1.0, &p(0.0001)), 0.2);
+        assert_eq!(scoring(BidFrom::Fixed).bid_factor(1.3, &p(0.9)), 1.3);
+        let v = scoring(BidFrom::Value);
+        assert!((v.bid_factor(1.0, &p(0.05)) - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn thresholds_name_the_failing_head() {
+        let mut s = scoring(BidFrom::Fixed);
+        s.min_pctr = 0.05;
+        s.min_pcvr = 0.2;
+        let p = |a, b| Prediction {
+            pctr: Some(a),
+            pcvr: Some(b),
+        };
+        assert_eq!(s.passes(&p(0.05, 0.2)), Ok(()));
+        assert_eq!(s.passes(&p(0.049, 0.5)), Err("pctr below min_pctr"));
+        assert_eq!(s.passes(&p(0.5, 0.19)), Err("pcvr below min_pcvr"));
+    }
+
+    #[test]
+    fn validation_names_what_is_wrong() {
+        let m = model();
+        assert!(scoring(BidFrom::Value).validate(Some(&m)).is_ok());
+        assert!(scoring(BidFrom::Value).validate(None).is_err());
+        let mut s = scoring(BidFrom::Fixed);
+        s.ctr.as_mut().unwrap().weights.pop();
+        assert!(s.validate(Some(&m)).unwrap_err().contains("3 values"));
+        let mut s = scoring(BidFrom::Ctr);
+        s.reference = 0.0;
+        assert!(s.validate(Some(&m)).unwrap_err().contains("reference"));
+        let mut s = scoring(BidFrom::Fixed);
+        s.cvr = None;
+        s.min_pcvr = 0.1;
+        assert!(s.validate(Some(&m)).unwrap_err().contains("min_pcvr"));
+        let mut s = scoring(BidFrom::Fixed);
+        s.ctr.as_mut().unwrap().bias = f32::NAN;
+        assert!(s.validate(Some(&m)).is_err());
+    }
+
+    #[test]
+    fn calibration_recovers_a_constant_miscalibration() {
+        // the raw model predicts 2 % where users click at 4 %: after enough
+        // feedback the shift doubles the odds (ln 2 for small rates)
+        let key = ItemKey::strategy("s");
+        let mut t = 1_795_406_400_000;
+        // feedback about users the model did not score moves nothing
+        let ledger = FeedbackLedger::new(3600);
+        for i in 0..20_000 {
+            ledger.record(key, Outcome::Exposure, None, None, t);
+            if i % 25 == 0 {
+                ledger.record(key, Outcome::Click, None, None, t);
+            }
+            t += 10;
+        }
+        let sums = ledger.sums(key).unwrap();
+        assert!(sums.observed_ctr().unwrap() > 0.03);
+        assert_eq!(sums.shift(20.0, 3.0), Shift::default(), "{sums:?}");
+        let ledger = FeedbackLedger::new(3600);
+        for i in 0..20_000 {
+            ledger.record(key, Outcome::Exposure, Some(0.02), Some(0.02), t);
+            if i % 25 == 0 {
+                ledger.record(key, Outcome::Click, Some(0.1), Some(0.1), t);
+            }
+            t += 10;
+        }
+        let sums = ledger.sums(key).unwrap();
+        assert!(
+            (sums.observed_ctr().unwrap() - 0.04).abs() < 1e-3,
+            "{sums:?}"
+        );
+        assert!((sums.predicted_ctr().unwrap() - 0.02).abs() < 1e-9);
+        let shift = sums.shift(20.0, 3.0);
+        assert!((shift.ctr - 2f64.ln()).abs() < 0.02, "{shift:?}");
+        // the prior pulls a small sample towards no correction
+        let small = FeedbackLedger::new(3600);
+        for i in 0..100 {
+            small.record(key, Outcome::Exposure, Some(0.02), Some(0.02), t + i);
+        }
+        small.record(key, Outcome::Click, Some(0.1), Some(0.1), t + 100);
+        small.record(key, Outcome::Click, Some(0.1), Some(0.1), t + 101);
+        let s = small.sums(key).unwrap().shift(20.0, 3.0).ctr;
+        assert!(s > 0.0 && s < 2f64.ln(), "{s}");
+    }
+
+    #[test]
+    fn old_feedback_decays_so_calibration_follows_change() {
+        let ledger = FeedbackLedger::new(60);
+        let key = ItemKey::strategy("s");
+        let t0 = 1_795_406_400_000;
+        // an hour of 1 % clicks, then an hour of 4 %
+        for (start, every) in [(t0, 100), (t0 + 3_600_000, 25)] {
+            for i in 0..3600 {
+                let t = start + i * 1000;
+                ledger.record(key, Outcome::Exposure, Some(0.01), Some(0.01), t);
+                if i % every == 0 {
+                    ledger.record(key, Outcome::Click, Some(0.1), Some(0.1), t);
+                }
+            }
+        }
+        // the first hour (1 %) has decayed away: the rate is the second's
+        // (clicks every 25 s weighted towards the click-less last seconds)
+        let ctr = ledger.sums(key).unwrap().observed_ctr().unwrap();
+        assert!((0.03..=0.045).contains(&ctr), "{ctr}");
+        // out-of-order events count with their decayed weight
+        let late = FeedbackLedger::new(60);
+        late.record(key, Outcome::Exposure, None, None, t0 + 120_000);
+        late.record(key, Outcome::Exposure, None, None, t0);
+        let e = late.sums(key).unwrap().exposures;
+        assert!((e - 1.25).abs() < 1e-9, "{e}");
+    }
+
+    #[test]
+    fn shifts_are_bounded_and_finite() {
+        let mut s = FeedbackSums::default();
+        s.add(Outcome::Exposure, Some(1e-9), Some(1e-9), 0, 1000.0);
+        for _ in 0..1000 {
+            s.add(Outcome::Click, Some(0.5), Some(0.5), 0, 1000.0);
+        }
+        let sh = s.shift(0.0, 3.0);
+        assert_eq!(sh.ctr, 3.0);
+        assert!(sh.cvr.is_finite());
+    }
+}
