@@ -26,7 +26,7 @@ use crate::ids::DeviceKey;
 use crate::index::{UserId, UserIndex};
 use crate::ingest::event::{ControlEvent, Event, EventObserver, Subject};
 use crate::model::{
-    CalibrationConfig, Fallback, FeedbackLedger, FeedbackSums, Outcome, Prediction, Shift,
+    CalibrationConfig, Fallback, FeedbackLedger, FeedbackSums, Outcome, Prediction, Scored, Shift,
 };
 use crate::profile::{Action, Day, UserProfile, day_of};
 use crate::strategy::{EvalContext, Os, Strategy, StrategySet};
@@ -774,7 +774,7 @@ impl DecisionEngine {
         let rule = self.blacklist.config().max_clicks_without_conversion;
         let today = self.clock.today();
         let mut flag = false;
-        let mut predicted = (None, None);
+        let mut scored_by = None;
         if let Some(u) = user {
             self.index.with_profile(u, |p| {
                 if let Some((i, score, model)) = scored
@@ -786,14 +786,10 @@ impl DecisionEngine {
                         Outcome::Exposure => (l.ctr, shift.ctr),
                         _ => (l.cvr, shift.cvr),
                     };
-                    predicted = match logit {
-                        Some(x) => (
-                            Some(crate::model::sigmoid(f64::from(x))),
-                            Some(crate::model::sigmoid(f64::from(x) + shift)),
-                        ),
-                        // scored on the other head: counted as scored, no prediction
-                        None => (Some(0.0), Some(0.0)),
-                    };
+                    scored_by = Some(Scored {
+                        logit: logit.map(f64::from),
+                        served: logit.map(|x| crate::model::sigmoid(f64::from(x) + shift)),
+                    });
                 }
                 if outcome == Outcome::Click && rule > 0 {
                     let clicks = p.feedback_total(Action::Click, today, today);
@@ -802,8 +798,7 @@ impl DecisionEngine {
                 }
             });
         }
-        self.ledger
-            .record(strategy, outcome, predicted.0, predicted.1, time_ms);
+        self.ledger.record(strategy, outcome, scored_by, time_ms);
         if flag
             && let Some(u) = user
             && self

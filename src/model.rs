@@ -313,9 +313,94 @@ pub enum Outcome {
     Conversion,
 }
 
+/// What the model said about the user a feedback event is about.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Scored {
+    /// The raw logit of the head the event speaks to (CTR for exposures,
+    /// CVR for clicks); `None` when the strategy lacks that head.
+    pub logit: Option<f64>,
+    /// The calibrated probability served for it at the time.
+    pub served: Option<f64>,
+}
+
+/// Raw logits of scored events, decayed, in bins of 1/8 logit over
+/// [`LOGIT_RANGE`], each keeping its weight and weighted logit sum (so a
+/// bin's mass sits at its mean, not its centre). Enough to solve exactly for
+/// the shift that makes the model's expected count equal the observed one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogitBins(Box<[[f64; 2]]>);
+
+/// The logits the calibration histogram spans; beyond, the edge bins take them.
+pub const LOGIT_RANGE: std::ops::Range<f64> = -12.0..4.0;
+const BIN_WIDTH: f64 = 0.125;
+
+impl Default for LogitBins {
+    fn default() -> Self {
+        let n = ((LOGIT_RANGE.end - LOGIT_RANGE.start) / BIN_WIDTH) as usize;
+        Self(vec![[0.0; 2]; n].into_boxed_slice())
+    }
+}
+
+impl LogitBins {
+    fn add(&mut self, logit: f64, w: f64) {
+        let last = self.0.len() - 1;
+        let i = (((logit - LOGIT_RANGE.start) / BIN_WIDTH).floor().max(0.0) as usize).min(last);
+        self.0[i][0] += w;
+        self.0[i][1] += w * logit;
+    }
+
+    fn scale(&mut self, f: f64) {
+        for b in self.0.iter_mut() {
+            b[0] *= f;
+            b[1] *= f;
+        }
+    }
+
+    /// Expected events if every logit were shifted by `b`, and the mass.
+    fn expected(&self, b: f64) -> (f64, f64) {
+        self.0
+            .iter()
+            .filter(|[w, _]| *w > 0.0)
+            .fold((0.0, 0.0), |(e, n), [w, wl]| {
+                (e + w * sigmoid(wl / w + b), n + w)
+            })
+    }
+
+    /// The shift `b` with `Σ w σ(l + b) + α σ(l̄ + b) = observed + α σ(l̄)`:
+    /// the intercept of Platt scaling, with `α` pseudo-events of prior at
+    /// the mean raw prediction (`l̄` its logit). Bisection: the left side
+    /// grows with `b`.
+    fn solve(&self, observed: f64, prior: f64, max_shift: f64) -> f64 {
+        let (raw, n) = self.expected(0.0);
+        if n <= 0.0 || !observed.is_finite() {
+            return 0.0;
+        }
+        let mean = (raw / n).clamp(1e-9, 1.0 - 1e-9);
+        let lbar = (mean / (1.0 - mean)).ln();
+        let target = observed + prior * mean;
+        let f = |b: f64| self.expected(b).0 + prior * sigmoid(lbar + b) - target;
+        let (mut lo, mut hi) = (-max_shift, max_shift);
+        if f(lo) >= 0.0 {
+            return lo;
+        }
+        if f(hi) <= 0.0 {
+            return hi;
+        }
+        for _ in 0..60 {
+            let mid = 0.5 * (lo + hi);
+            if f(mid) < 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    }
+}
+
 /// Decayed sums of one strategy's feedback. All sums share one reference
 /// time, so their ratios do not depend on when they are read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct FeedbackSums {
     /// Exposures.
     pub exposures: f64,
@@ -337,6 +422,12 @@ pub struct FeedbackSums {
     pub raw_pcvr: f64,
     /// Sum of calibrated pCVR over scored clicks.
     pub served_pcvr: f64,
+    /// Raw CTR logits of scored exposures.
+    #[serde(skip)]
+    ctr_logits: Option<LogitBins>,
+    /// Raw CVR logits of scored clicks.
+    #[serde(skip)]
+    cvr_logits: Option<LogitBins>,
     /// The reference time of the sums, Unix ms.
     #[serde(skip)]
     at_ms: i64,
@@ -358,20 +449,21 @@ impl FeedbackSums {
         ] {
             *v *= f;
         }
+        for bins in [&mut self.ctr_logits, &mut self.cvr_logits]
+            .into_iter()
+            .flatten()
+        {
+            bins.scale(f);
+        }
     }
 
     /// Adds one event at `time_ms` with weight decayed to the sums' reference time.
-    fn add(
-        &mut self,
-        o: Outcome,
-        raw: Option<f64>,
-        served: Option<f64>,
-        time_ms: i64,
-        half_life_ms: f64,
-    ) {
+    fn add(&mut self, o: Outcome, scored: Option<Scored>, time_ms: i64, half_life_ms: f64) {
         let w = if time_ms >= self.at_ms {
             let f = decay(time_ms - self.at_ms, half_life_ms);
-            self.scale(f);
+            if f < 1.0 {
+                self.scale(f);
+            }
             self.at_ms = time_ms;
             1.0
         } else {
@@ -381,22 +473,33 @@ impl FeedbackSums {
             Outcome::Exposure => (
                 &mut self.exposures,
                 &mut self.scored_exposures,
-                Some((&mut self.raw_pctr, &mut self.served_pctr)),
+                Some((
+                    &mut self.raw_pctr,
+                    &mut self.served_pctr,
+                    &mut self.ctr_logits,
+                )),
             ),
             Outcome::Click => (
                 &mut self.clicks,
                 &mut self.scored_clicks,
-                Some((&mut self.raw_pcvr, &mut self.served_pcvr)),
+                Some((
+                    &mut self.raw_pcvr,
+                    &mut self.served_pcvr,
+                    &mut self.cvr_logits,
+                )),
             ),
             Outcome::Conversion => (&mut self.conversions, &mut self.scored_conversions, None),
         };
         *all += w;
-        if let Some(raw) = raw {
-            *scored_n += w;
-            if let Some((raw_sum, served_sum)) = predicted {
-                *raw_sum += w * raw;
-                *served_sum += w * served.unwrap_or(raw);
-            }
+        let Some(scored) = scored else { return };
+        *scored_n += w;
+        if let (Some((raw_sum, served_sum, bins)), Some(logit)) = (predicted, scored.logit)
+            && logit.is_finite()
+        {
+            let raw = sigmoid(logit);
+            *raw_sum += w * raw;
+            *served_sum += w * scored.served.unwrap_or(raw);
+            bins.get_or_insert_with(LogitBins::default).add(logit, w);
         }
     }
 
@@ -420,23 +523,16 @@ impl FeedbackSums {
         (self.scored_clicks > 0.0).then(|| self.served_pcvr / self.scored_clicks)
     }
 
-    /// The shift that makes the raw model's mean match what was observed.
+    /// The shifts that make the raw model's expected clicks (conversions)
+    /// over the scored exposures (clicks) equal those observed.
     pub fn shift(&self, prior_events: f64, max_shift: f64) -> Shift {
-        let one = |observed: f64, predicted: f64, n: f64| {
-            if n <= 0.0 || predicted <= 0.0 {
-                return 0.0;
-            }
-            let mean = predicted / n;
-            let s = ((observed + prior_events * mean) / (predicted + prior_events * mean)).ln();
-            if s.is_finite() {
-                s.clamp(-max_shift, max_shift)
-            } else {
-                0.0
-            }
+        let one = |bins: &Option<LogitBins>, observed: f64| {
+            bins.as_ref()
+                .map_or(0.0, |b| b.solve(observed, prior_events, max_shift))
         };
         Shift {
-            ctr: one(self.scored_clicks, self.raw_pctr, self.scored_exposures),
-            cvr: one(self.scored_conversions, self.raw_pcvr, self.scored_clicks),
+            ctr: one(&self.ctr_logits, self.scored_clicks),
+            cvr: one(&self.cvr_logits, self.scored_conversions),
         }
     }
 }
@@ -462,27 +558,19 @@ impl FeedbackLedger {
         }
     }
 
-    /// Records one feedback event: `raw` and `served` are the model's raw and
-    /// calibrated predictions for this user (pCTR for exposures, pCVR for
-    /// clicks), `None` when the user was not scored.
-    pub fn record(
-        &self,
-        strategy: ItemKey,
-        o: Outcome,
-        raw: Option<f64>,
-        served: Option<f64>,
-        time_ms: i64,
-    ) {
+    /// Records one feedback event; `scored` is what the model said of the
+    /// user, `None` when the user was not scored.
+    pub fn record(&self, strategy: ItemKey, o: Outcome, scored: Option<Scored>, time_ms: i64) {
         if let Ok(mut sums) = self.sums.lock() {
             sums.entry(strategy)
                 .or_default()
-                .add(o, raw, served, time_ms, self.half_life_ms);
+                .add(o, scored, time_ms, self.half_life_ms);
         }
     }
 
     /// The sums of one strategy.
     pub fn sums(&self, strategy: ItemKey) -> Option<FeedbackSums> {
-        self.sums.lock().ok()?.get(&strategy).copied()
+        self.sums.lock().ok()?.get(&strategy).cloned()
     }
 }
 
@@ -614,6 +702,17 @@ mod tests {
         assert!(s.validate(Some(&m)).is_err());
     }
 
+    fn sc(p: f64) -> Option<Scored> {
+        Some(Scored {
+            logit: Some((p / (1.0 - p)).ln()),
+            served: Some(p),
+        })
+    }
+
+    fn logit(p: f64) -> f64 {
+        (p / (1.0 - p)).ln()
+    }
+
     #[test]
     fn calibration_recovers_a_constant_miscalibration() {
         // the raw model predicts 2 % where users click at 4 %: after enough
@@ -623,9 +722,9 @@ mod tests {
         // feedback about users the model did not score moves nothing
         let ledger = FeedbackLedger::new(3600);
         for i in 0..20_000 {
-            ledger.record(key, Outcome::Exposure, None, None, t);
+            ledger.record(key, Outcome::Exposure, None, t);
             if i % 25 == 0 {
-                ledger.record(key, Outcome::Click, None, None, t);
+                ledger.record(key, Outcome::Click, None, t);
             }
             t += 10;
         }
@@ -634,9 +733,9 @@ mod tests {
         assert_eq!(sums.shift(20.0, 3.0), Shift::default(), "{sums:?}");
         let ledger = FeedbackLedger::new(3600);
         for i in 0..20_000 {
-            ledger.record(key, Outcome::Exposure, Some(0.02), Some(0.02), t);
+            ledger.record(key, Outcome::Exposure, sc(0.02), t);
             if i % 25 == 0 {
-                ledger.record(key, Outcome::Click, Some(0.1), Some(0.1), t);
+                ledger.record(key, Outcome::Click, sc(0.1), t);
             }
             t += 10;
         }
@@ -646,17 +745,19 @@ mod tests {
             "{sums:?}"
         );
         assert!((sums.predicted_ctr().unwrap() - 0.02).abs() < 1e-9);
+        // the shift moves the raw 2 % to the observed 4 % (in logits, exactly)
         let shift = sums.shift(20.0, 3.0);
-        assert!((shift.ctr - 2f64.ln()).abs() < 0.02, "{shift:?}");
+        let want = logit(sums.observed_ctr().unwrap()) - logit(0.02);
+        assert!((shift.ctr - want).abs() < 1e-3, "{shift:?} vs {want}");
         // the prior pulls a small sample towards no correction
         let small = FeedbackLedger::new(3600);
         for i in 0..100 {
-            small.record(key, Outcome::Exposure, Some(0.02), Some(0.02), t + i);
+            small.record(key, Outcome::Exposure, sc(0.02), t + i);
         }
-        small.record(key, Outcome::Click, Some(0.1), Some(0.1), t + 100);
-        small.record(key, Outcome::Click, Some(0.1), Some(0.1), t + 101);
+        small.record(key, Outcome::Click, sc(0.1), t + 100);
+        small.record(key, Outcome::Click, sc(0.1), t + 101);
         let s = small.sums(key).unwrap().shift(20.0, 3.0).ctr;
-        assert!(s > 0.0 && s < 2f64.ln(), "{s}");
+        assert!(s > 0.0 && s < logit(0.02) - logit(0.01), "{s}");
     }
 
     #[test]
@@ -668,9 +769,9 @@ mod tests {
         for (start, every) in [(t0, 100), (t0 + 3_600_000, 25)] {
             for i in 0..3600 {
                 let t = start + i * 1000;
-                ledger.record(key, Outcome::Exposure, Some(0.01), Some(0.01), t);
+                ledger.record(key, Outcome::Exposure, sc(0.01), t);
                 if i % every == 0 {
-                    ledger.record(key, Outcome::Click, Some(0.1), Some(0.1), t);
+                    ledger.record(key, Outcome::Click, sc(0.1), t);
                 }
             }
         }
@@ -680,8 +781,8 @@ mod tests {
         assert!((0.03..=0.045).contains(&ctr), "{ctr}");
         // out-of-order events count with their decayed weight
         let late = FeedbackLedger::new(60);
-        late.record(key, Outcome::Exposure, None, None, t0 + 120_000);
-        late.record(key, Outcome::Exposure, None, None, t0);
+        late.record(key, Outcome::Exposure, None, t0 + 120_000);
+        late.record(key, Outcome::Exposure, None, t0);
         let e = late.sums(key).unwrap().exposures;
         assert!((e - 1.25).abs() < 1e-9, "{e}");
     }
@@ -689,12 +790,29 @@ mod tests {
     #[test]
     fn shifts_are_bounded_and_finite() {
         let mut s = FeedbackSums::default();
-        s.add(Outcome::Exposure, Some(1e-9), Some(1e-9), 0, 1000.0);
+        s.add(Outcome::Exposure, sc(1e-9), 0, 1000.0);
         for _ in 0..1000 {
-            s.add(Outcome::Click, Some(0.5), Some(0.5), 0, 1000.0);
+            s.add(Outcome::Click, sc(0.5), 0, 1000.0);
         }
         let sh = s.shift(0.0, 3.0);
         assert_eq!(sh.ctr, 3.0);
         assert!(sh.cvr.is_finite());
+    }
+
+    #[test]
+    fn the_shift_is_exact_for_a_spread_of_predictions_where_a_ratio_is_not() {
+        // half the users at 10 %, half at 40 %, all clicking at odds x 2:
+        // the solved shift is ln 2, where scaling probabilities would not be
+        let mut s = FeedbackSums::default();
+        let odds2 = |p: f64| sigmoid(logit(p) + 2f64.ln());
+        for p in [0.1, 0.4] {
+            for _ in 0..1000 {
+                s.add(Outcome::Exposure, sc(p), 0, 1e9);
+            }
+        }
+        s.scored_clicks = 1000.0 * (odds2(0.1) + odds2(0.4));
+        s.clicks = s.scored_clicks;
+        let sh = s.shift(0.0, 3.0);
+        assert!((sh.ctr - 2f64.ln()).abs() < 1e-6, "{sh:?}");
     }
 }

@@ -310,9 +310,11 @@ async fn vectors_feedback_and_control_events_from_kafka_change_the_answers() {
         (row["predicted_ctr"].as_f64().unwrap() - sigma(-2.0)).abs() < 0.002,
         "{row}"
     );
-    // shift = ln((60 + 20 p) / (200 p + 20 p)), p = sigma(-2), the prior being 20 events
+    // every scored exposure had raw logit -2 (p = sigma(-2)); the shift b solves
+    // 200 sigma(-2 + b) + 20 sigma(-2 + b) = 60 + 20 p (a prior of 20 events)
     let p0 = sigma(-2.0);
-    let want = ((60.0 + 20.0 * p0) / (220.0 * p0)).ln();
+    let q = (60.0 + 20.0 * p0) / 220.0;
+    let want = (q / (1.0 - q)).ln() + 2.0;
     assert!(
         (row["shift"]["ctr"].as_f64().unwrap() - want).abs() < 0.02,
         "{row}"
