@@ -5,7 +5,12 @@
 //! as in the server, so per-strategy match counters cost what they cost there.
 //!
 //! Population: the 1 M-user demo population (seed 42). Strategy sets: the 7
-//! demo strategies, and 1,000 generated ones (`strategy::generate`, seed 7).
+//! demo strategies, 1,000 generated ones (`strategy::generate`, seed 7), and
+//! `demo_intelligence`: the demo strategies each with a 32-dimension
+//! dual-tower score (both heads, thresholds, value-driven bid), a frequency
+//! cap and a three-arm experiment, an overall cap, the request-rate rule on
+//! and 10,000 blacklist entries; its sampled users get 32-dimension vectors
+//! (after the other sets were measured).
 //! Devices per set:
 //! * `random_known_device`: 65,536 devices drawn from the population, in turn,
 //!   each with its OS (mostly not cache-warm, a mix of takes and no-matches);
@@ -26,8 +31,11 @@ use std::slice;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use rta_engine::blacklist::{BlacklistConfig, Listed, Reason};
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
 use rta_engine::ids::DeviceKey;
+use rta_engine::model::CalibrationConfig;
+use rta_engine::profile::{UserVector, model_tag};
 use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet, generate};
 use rta_engine::taxonomy::Taxonomy;
 use rta_engine::telemetry;
@@ -68,6 +76,64 @@ fn examples(
     (take, refuse)
 }
 
+const DIMS: usize = 32;
+
+/// The demo strategies with every decision-intelligence step switched on.
+fn intelligence_strategies() -> String {
+    let mut file: toml::Table = toml::from_str(DEMO_STRATEGIES).expect("demo strategies are TOML");
+    file.insert(
+        "model".into(),
+        toml::Value::Table(toml::toml! { version = "bench" dims = 32 }),
+    );
+    file.insert(
+        "user_cap".into(),
+        toml::Value::Table(toml::toml! { exposures = 20 days = 1 }),
+    );
+    let weights = |seed: usize| -> toml::Value {
+        toml::Value::Array(
+            (0..DIMS)
+                .map(|i| toml::Value::Float((((i * 7 + seed * 13) % 11) as f64 - 5.0) / 25.0))
+                .collect(),
+        )
+    };
+    if let Some(toml::Value::Array(strategies)) = file.get_mut("strategy") {
+        for (i, s) in strategies.iter_mut().enumerate() {
+            let Some(t) = s.as_table_mut() else { continue };
+            t.insert(
+                "cap".into(),
+                toml::Value::Table(toml::toml! { exposures = 3 days = 1 }),
+            );
+            let mut score = toml::toml! {
+                min_pctr = 0.005
+                bid_from = "value"
+                reference = 0.002
+                fallback = "match"
+            };
+            for (head, bias, seed) in [("ctr", -3.0, i), ("cvr", -2.0, i + 100)] {
+                let mut h = toml::Table::new();
+                h.insert("weights".into(), weights(seed));
+                h.insert("bias".into(), toml::Value::Float(bias));
+                score.insert(head.into(), toml::Value::Table(h));
+            }
+            t.insert("score".into(), toml::Value::Table(score));
+            t.insert(
+                "experiment".into(),
+                toml::Value::Table(toml::toml! {
+                    holdout = 0.1
+                    [[variant]]
+                    name = "a"
+                    share = 0.45
+                    [[variant]]
+                    name = "b"
+                    share = 0.45
+                    bid_factor = 1.5
+                }),
+            );
+        }
+    }
+    toml::to_string(&file).expect("serialises")
+}
+
 fn decide(c: &mut Criterion) {
     let _ = telemetry::prometheus();
     let taxonomy = Taxonomy::default_taxonomy();
@@ -93,6 +159,9 @@ fn decide(c: &mut Criterion) {
         .collect();
     let unknown = common::unknown_devices(1)[0];
     let mask = common::SAMPLE - 1;
+    let intelligence =
+        StrategySet::from_toml(&intelligence_strategies(), "intelligence", &taxonomy)
+            .expect("the intelligence strategies compile");
 
     let mut g = c.benchmark_group("decide");
     for (name, engine) in &engines {
@@ -132,6 +201,56 @@ fn decide(c: &mut Criterion) {
             b.iter(|| engine.decide(black_box(&request(&unknown, Os::Android))))
         });
     }
+
+    // the intelligence set: vectors for the sampled users, a busy blacklist
+    let tag = model_tag("bench");
+    for (k, u) in common::sample_users(common::SAMPLE, 3)
+        .into_iter()
+        .enumerate()
+    {
+        let v: Vec<f32> = (0..DIMS)
+            .map(|i| (((i + k) % 9) as f32 - 4.0) / 4.0)
+            .collect();
+        let v = UserVector::quantise(tag, &v).expect("finite");
+        index.update_in_place(u, |p| p.set_vector(&v));
+    }
+    let engine = DecisionEngine::with_rules(
+        Arc::clone(&index),
+        intelligence,
+        clock,
+        BlacklistConfig {
+            max_requests_per_second: 60_000,
+            max_clicks_without_conversion: 5,
+            ..Default::default()
+        },
+        CalibrationConfig::default(),
+    );
+    let now = clock.now_ms();
+    for d in common::unknown_devices(10_001).into_iter().skip(1) {
+        engine
+            .blacklist()
+            .add(Listed::Device(d), Reason::Operator, now, None)
+            .expect("room");
+    }
+    let takes = known
+        .iter()
+        .filter(|(d, os)| engine.decide_uncounted(&request(d, *os)).take)
+        .count();
+    eprintln!(
+        "setup: demo_intelligence: {takes} of {} sampled devices are taken",
+        known.len()
+    );
+    g.bench_function("demo_intelligence/random_known_device", |b| {
+        let mut i = 0;
+        b.iter(|| {
+            let (d, os) = &known[i & mask];
+            i += 1;
+            engine.decide(black_box(&request(d, *os)))
+        })
+    });
+    g.bench_function("demo_intelligence/unknown_device", |b| {
+        b.iter(|| engine.decide(black_box(&request(&unknown, Os::Android))))
+    });
     g.finish();
 }
 

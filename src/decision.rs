@@ -415,7 +415,8 @@ impl DecisionEngine {
         }
         let today = self.clock.today();
         let only = restriction(set, req.only_strategies);
-        let shifts = live.shifts.load();
+        // loaded at the first strategy that needs one: plain sets never pay for it
+        let mut shifts = None;
         SCRATCH.with(|scratch| {
             let mut hits = scratch.borrow_mut();
             hits.clear();
@@ -435,7 +436,7 @@ impl DecisionEngine {
                     os: req.os,
                 };
                 set.matching(&ctx, only.as_deref(), hits);
-                let subject = subject_of(user.filter(|_| known_user), req.devices);
+                let user = user.filter(|_| known_user);
                 let strategies = set.strategies();
                 let mut matches = Vec::with_capacity(hits.len());
                 let mut ranked = false;
@@ -455,9 +456,24 @@ impl DecisionEngine {
                         matches.push(plain_match(s));
                         continue;
                     }
-                    let shift = shifts.get(i as usize).copied().unwrap_or_default();
-                    let settled =
-                        self.settle(set, s, profile, subject, req.experiments, today, shift);
+                    let shift = if s.score.is_some() {
+                        shifts
+                            .get_or_insert_with(|| live.shifts.load())
+                            .get(i as usize)
+                            .copied()
+                            .unwrap_or_default()
+                    } else {
+                        Shift::default()
+                    };
+                    let settled = self.settle(
+                        set,
+                        s,
+                        profile,
+                        (user, req.devices),
+                        req.experiments,
+                        today,
+                        shift,
+                    );
                     if let Some(c) = counters {
                         if let (Some(arm), Some(e)) = (settled.arm, &s.experiment)
                             && let Some(a) = c.arms.get(e.arm_index(arm))
@@ -533,7 +549,7 @@ impl DecisionEngine {
         set: &StrategySet,
         s: &Strategy,
         profile: &UserProfile,
-        subject: Option<experiment::Subject<'_>>,
+        who: (Option<UserId>, &[DeviceKey]),
         buckets: &[u64],
         today: Day,
         shift: Shift,
@@ -567,7 +583,9 @@ impl DecisionEngine {
         }
         let mut base = s.bid_factor;
         let mut target_id = s.target_id.clone();
-        if let (Some(e), Some(subject)) = (&s.experiment, subject) {
+        if let Some(e) = &s.experiment
+            && let Some(subject) = subject_of(who.0, who.1)
+        {
             let arm = e.assign(subject, buckets);
             out.arm = Some(arm);
             match arm {
@@ -613,7 +631,6 @@ impl DecisionEngine {
             .blacklist
             .check(req.devices, user_id, self.clock.now_ms());
         let today = self.clock.today();
-        let subject = |known_user: bool| subject_of(user_id.filter(|_| known_user), req.devices);
         let explain_with = |profile: &UserProfile, known_user: bool| {
             let ctx = EvalContext {
                 profile,
@@ -644,7 +661,7 @@ impl DecisionEngine {
                             &set,
                             s,
                             profile,
-                            subject(known_user),
+                            (user_id.filter(|_| known_user), req.devices),
                             req.experiments,
                             today,
                             shift,
