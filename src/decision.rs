@@ -763,6 +763,26 @@ impl DecisionEngine {
             .collect()
     }
 
+    /// The doubtful-id rule: ids a media flagged as doubtful are listed (when
+    /// `blacklist.list_flagged_doubtful_ids` is on), so that a request that
+    /// presents one of them as a clean id, from any media, is refused.
+    pub fn flag_doubtful_ids(&self, keys: &[DeviceKey]) {
+        if !self.blacklist.config().list_flagged_doubtful_ids {
+            return;
+        }
+        let now = self.clock.now_ms();
+        for k in keys.iter().filter(|k| !k.is_doubtful()) {
+            if self.blacklist.get(Listed::Device(*k), now).is_some() {
+                continue;
+            }
+            match self.blacklist.flag(Listed::Device(*k), Reason::DoubtfulId, now) {
+                Ok(_) => metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => Reason::DoubtfulId.label())
+                    .increment(1),
+                Err(e) => tracing::warn!(error = %e, "blacklist full; doubtful id not listed"),
+            }
+        }
+    }
+
     /// Feeds one media feedback event (already applied to the index) to the
     /// calibration ledger and the click-fraud rule.
     fn observe_feedback(
@@ -932,4 +952,168 @@ fn restriction(set: &StrategySet, ids: &[&str]) -> Option<Vec<u32>> {
     idx.sort_unstable();
     idx.dedup();
     Some(idx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::event::FeedbackEvent;
+    use crate::profile::ItemKey;
+    use crate::record::UserRecord;
+    use crate::taxonomy::Taxonomy;
+
+    const TODAY: Day = 2000;
+    const STRATEGIES: &str = include_str!("../tests/fixtures/intel/strategies.toml");
+
+    fn engine(rules: BlacklistConfig) -> (DecisionEngine, DeviceKey) {
+        let t = Taxonomy::default_taxonomy();
+        let rec: UserRecord = serde_json::from_str(
+            r#"{"user_id": 9, "devices": ["raw:imei:860000000000009"], "tags": {"target_group": ["urban_family"]}}"#,
+        )
+        .unwrap();
+        let index = Arc::new(UserIndex::default());
+        index.upsert(9, rec.to_profile(&t, TODAY).unwrap()).unwrap();
+        let set = StrategySet::from_toml(STRATEGIES, "intel", &t).unwrap();
+        let e = DecisionEngine::with_rules(
+            index,
+            set,
+            Clock::Fixed(TODAY),
+            rules,
+            CalibrationConfig::default(),
+        );
+        let device = crate::record::parse_device("raw:imei:860000000000009").unwrap();
+        (e, device)
+    }
+
+    fn req(d: &DeviceKey) -> DecisionRequest<'_> {
+        DecisionRequest {
+            devices: std::slice::from_ref(d),
+            os: Os::Android,
+            experiments: &[],
+            only_strategies: &[],
+        }
+    }
+
+    #[test]
+    fn the_request_rate_rule_lists_a_device_past_its_limit_and_only_traffic_counts() {
+        let (e, d) = engine(BlacklistConfig {
+            max_requests_per_second: 5,
+            ..Default::default()
+        });
+        for _ in 0..20 {
+            assert!(
+                e.decide_uncounted(&req(&d)).take,
+                "test traffic never counts"
+            );
+        }
+        for i in 0..5 {
+            assert!(e.decide(&req(&d)).take, "request {i} is within the limit");
+        }
+        let d6 = e.decide(&req(&d));
+        assert_eq!(
+            (d6.take, d6.outcome),
+            (false, telemetry::outcome::BLACKLISTED)
+        );
+        assert_eq!(
+            e.blacklist()
+                .get(Listed::Device(d), e.clock().now_ms())
+                .map(|x| x.reason),
+            Some(Reason::RequestRate)
+        );
+    }
+
+    #[test]
+    fn clicks_without_conversion_list_the_user_once_the_rule_is_passed() {
+        let (e, d) = engine(BlacklistConfig {
+            max_clicks_without_conversion: 2,
+            ..Default::default()
+        });
+        let now = e.clock().now_ms();
+        let click = |action| {
+            let ev = FeedbackEvent {
+                subject: Subject::User(9),
+                time_ms: now,
+                action,
+                strategy: ItemKey::strategy("capped"),
+            };
+            // the index first (as ingestion applies it), then the observer
+            e.index()
+                .update_in_place(9, |p| p.add_count(ev.strategy, action, TODAY, 1))
+                .unwrap()
+                .unwrap();
+            e.observe(&Event::Feedback(ev));
+        };
+        click(Action::Click);
+        click(Action::Click);
+        assert!(e.decide(&req(&d)).take, "2 clicks: at the limit, not over");
+        click(Action::Click);
+        assert!(!e.decide(&req(&d)).take, "3 clicks, no conversion: listed");
+        assert_eq!(
+            e.blacklist().get(Listed::User(9), now).map(|x| x.reason),
+            Some(Reason::ClicksWithoutConversion)
+        );
+        // a converting user is not a click bot
+        let (e2, d2) = engine(BlacklistConfig {
+            max_clicks_without_conversion: 2,
+            ..Default::default()
+        });
+        e2.index()
+            .update_in_place(9, |p| {
+                p.add_count(ItemKey::strategy("capped"), Action::Conversion, TODAY, 1)
+            })
+            .unwrap()
+            .unwrap();
+        for _ in 0..5 {
+            e2.index()
+                .update_in_place(9, |p| {
+                    p.add_count(ItemKey::strategy("capped"), Action::Click, TODAY, 1)
+                })
+                .unwrap()
+                .unwrap();
+            e2.observe(&Event::Feedback(FeedbackEvent {
+                subject: Subject::User(9),
+                time_ms: now,
+                action: Action::Click,
+                strategy: ItemKey::strategy("capped"),
+            }));
+        }
+        assert!(e2.decide(&req(&d2)).take);
+    }
+
+    #[test]
+    fn media_flagged_doubtful_ids_are_listed_only_when_the_rule_is_on() {
+        let (off, d) = engine(BlacklistConfig::default());
+        off.flag_doubtful_ids(&[d]);
+        assert!(off.decide(&req(&d)).take);
+        let (on, d) = engine(BlacklistConfig {
+            list_flagged_doubtful_ids: true,
+            ..Default::default()
+        });
+        on.flag_doubtful_ids(&[d]);
+        let r = on.decide(&req(&d));
+        assert_eq!(r.outcome, telemetry::outcome::BLACKLISTED);
+    }
+
+    #[test]
+    fn control_events_list_and_unlist_and_expired_ones_are_skipped() {
+        let (e, d) = engine(BlacklistConfig::default());
+        let now = e.clock().now_ms();
+        let list = |time_ms, ttl_seconds| {
+            Event::Control(ControlEvent::List {
+                listed: Listed::Device(d),
+                reason: Reason::Operator,
+                time_ms,
+                ttl_seconds,
+            })
+        };
+        // an hour-long listing from two hours ago: replayed, already over
+        e.observe(&list(now - 7_200_000, Some(3600)));
+        assert!(e.decide(&req(&d)).take);
+        e.observe(&list(now - 1000, Some(3600)));
+        assert!(!e.decide(&req(&d)).take);
+        e.observe(&Event::Control(ControlEvent::Unlist {
+            listed: Listed::Device(d),
+        }));
+        assert!(e.decide(&req(&d)).take);
+    }
 }

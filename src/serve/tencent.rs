@@ -284,6 +284,9 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         // the uncounted path: test traffic is never a real opportunity
         ep.engine.decide_uncounted(&dreq)
     } else {
+        if !translated.flagged.is_empty() {
+            ep.engine.flag_doubtful_ids(&translated.flagged);
+        }
         ep.engine.decide(&dreq)
     };
     let elapsed = arrival.elapsed();
@@ -353,6 +356,8 @@ pub fn dsp_tag(strategy_id: &str) -> String {
 #[derive(Debug)]
 struct Translated {
     devices: Vec<DeviceKey>,
+    /// Ids the media flagged as doubtful (not decided on).
+    flagged: Vec<DeviceKey>,
     os: Os,
     experiments: Vec<u64>,
 }
@@ -362,6 +367,7 @@ impl Translated {
         let Some(device) = req.device.as_ref() else {
             return Self {
                 devices: Vec::new(),
+                flagged: Vec::new(),
                 os: Os::Unknown,
                 experiments: experiments(req),
             };
@@ -375,12 +381,13 @@ impl Translated {
             // unknown and future enum values: tolerated, not guessed
             _ => Os::Unknown,
         };
-        let mut keyed = device_keys(device, api);
+        let (mut keyed, flagged) = device_keys(device, api);
         let cached = cached_kind(device);
         // stable: the cached kind first, the rest keep their order
         keyed.sort_by_key(|(kind, _)| Some(*kind) != cached);
         Self {
             devices: keyed.into_iter().map(|(_, k)| k).collect(),
+            flagged,
             os,
             experiments: experiments(req),
         }
@@ -413,9 +420,10 @@ fn ignore(api: &'static str, field: &'static str, reason: &'static str) {
         .increment(1);
 }
 
-/// The usable device keys of a request, with their kind; see the module docs for
-/// what is dropped and why.
-fn device_keys(device: &Device, api: &'static str) -> Vec<(Kind, DeviceKey)> {
+/// The usable device keys of a request, with their kind, and the keys the
+/// media flagged as doubtful (dropped; see the module docs for what else is
+/// dropped and why).
+fn device_keys(device: &Device, api: &'static str) -> (Vec<(Kind, DeviceKey)>, Vec<DeviceKey>) {
     let flagged = |tags: &[DeviceIdTag]| {
         device
             .doubtful_ids_list
@@ -423,12 +431,18 @@ fn device_keys(device: &Device, api: &'static str) -> Vec<(Kind, DeviceKey)> {
             .any(|t| tags.iter().any(|tag| *tag as i32 == *t))
     };
     let mut keys = Vec::with_capacity(6);
+    let mut doubtful_keys = Vec::new();
     let mut take = |kind: Kind, field: &'static str, value: Option<&str>, doubtful: bool| {
         let Some(value) = value.filter(|v| !v.is_empty()) else {
             return;
         };
         if doubtful {
             ignore(api, field, ignored::FLAGGED_DOUBTFUL);
+            if let Ok(key) = DeviceKey::from_md5_hex(value)
+                && !key.is_doubtful()
+            {
+                doubtful_keys.push(key);
+            }
             return;
         }
         match DeviceKey::from_md5_hex(value) {
@@ -486,7 +500,7 @@ fn device_keys(device: &Device, api: &'static str) -> Vec<(Kind, DeviceKey)> {
         device.mac_md5sum.as_deref(),
         flagged(&[T::MacMd5Doubtful]),
     );
-    keys
+    (keys, doubtful_keys)
 }
 
 #[cfg(test)]
