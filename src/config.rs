@@ -423,5 +423,42 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rta-engine.toml");
         let cfg = Config::from_path(&path).unwrap();
         assert_eq!(cfg.tencent, TencentConfig::default());
+        assert_eq!(cfg.blacklist, crate::blacklist::BlacklistConfig::default());
+        let kafka = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rta-engine-kafka.toml");
+        let cfg = Config::from_path(&kafka).unwrap();
+        assert_eq!(cfg.blacklist.max_requests_per_second, 200);
+        assert_eq!(cfg.kafka.unwrap().topics.len(), 6);
+    }
+
+    #[test]
+    fn bad_blacklist_and_calibration_values_name_their_section() {
+        let cfg: Config = toml::from_str(
+            "[blacklist]
+ttl_seconds = 0
+",
+        )
+        .unwrap();
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("blacklist")
+        );
+        let cfg: Config = toml::from_str(
+            "[calibration]
+half_life_seconds = 0
+",
+        )
+        .unwrap();
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("calibration.half_life_seconds"), "{e}");
+        assert!(
+            toml::from_str::<Config>(
+                "[blacklist]
+max_rps = 3
+"
+            )
+            .is_err()
+        );
     }
 }
