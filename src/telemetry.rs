@@ -170,6 +170,51 @@ fn describe() {
         IGNORED_DEVICE_IDS,
         "Device ids dropped before the decision, by api, field and reason"
     );
+    describe_counter!(
+        STRATEGY_REFUSALS,
+        "Audience matches refused by a later step, by strategy and reason"
+    );
+    describe_counter!(
+        EXPERIMENT_ARMS,
+        "Experiment assignments, by strategy and arm"
+    );
+    describe_counter!(
+        BLACKLIST_REFUSALS,
+        "Requests refused as blacklisted, by reason"
+    );
+    describe_counter!(BLACKLIST_LISTED, "Blacklist entries added, by reason");
+    describe_gauge!(BLACKLIST_ENTRIES, "Unexpired blacklist entries, by reason");
+    describe_gauge!(
+        MODEL_OBSERVED_RATE,
+        "Observed rate from decayed feedback, by strategy and rate"
+    );
+    describe_gauge!(
+        MODEL_PREDICTED_RATE,
+        "Mean calibrated prediction served to the users feedback is about, by strategy and rate"
+    );
+    describe_gauge!(
+        MODEL_CALIBRATION_SHIFT,
+        "Logit shift applied by calibration, by strategy and rate"
+    );
+    describe_counter!(MODEL_RECALIBRATIONS, "Calibration runs");
+    describe_counter!(INGEST_EVENTS, "Events consumed, by topic and result");
+    describe_counter!(INGEST_SKIPPED, "Events skipped, by topic and reason");
+    describe_histogram!(
+        INGEST_FRESHNESS,
+        Unit::Seconds,
+        "Event time to applied time, by topic"
+    );
+    describe_gauge!(
+        INGEST_LAG,
+        "Messages not yet consumed, by topic and partition"
+    );
+    describe_counter!(
+        DEAD_LETTER_FAILURES,
+        "Dead letters that could not be written"
+    );
+    describe_counter!(SNAPSHOTS, "Snapshots written, by result");
+    describe_histogram!(SNAPSHOT_DURATION, Unit::Seconds, "Time to write a snapshot");
+    describe_gauge!(SNAPSHOT_LAST, "Unix time of the last snapshot written");
 }
 
 /// Sets up `tracing` output; `RUST_LOG` overrides the default `info`.

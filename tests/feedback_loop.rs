@@ -378,6 +378,14 @@ async fn vectors_feedback_and_control_events_from_kafka_change_the_answers() {
             "{line} missing in\n{text}"
         );
     }
+    if let Ok(dir) = std::env::var("RTA_METRICS_DUMP_DIR") {
+        // .ci/run checks this file with promtool: the decision-intelligence metrics
+        std::fs::write(
+            std::path::Path::new(&dir).join("metrics_intelligence.prom"),
+            &text,
+        )
+        .unwrap();
+    }
     ingest.stop();
     node.running.shutdown().await;
 }
