@@ -220,7 +220,9 @@ pub struct DecisionEngine {
 /// match would cost more than matching.
 struct StrategyCounters {
     matched: metrics::Counter,
-    refused: [metrics::Counter; 4],
+    /// Only for strategies with a step that can refuse (not plain ones):
+    /// large sets of plain strategies would otherwise export 4 series each.
+    refused: Option<[metrics::Counter; 4]>,
     /// One per experiment arm label (`Experiment::labels`).
     arms: Box<[metrics::Counter]>,
 }
@@ -251,8 +253,10 @@ impl Live {
                     .iter()
                     .map(|s| StrategyCounters {
                         matched: metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone()),
-                        refused: refusal::ALL.map(|r| {
-                            metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => r)
+                        refused: (!s.is_plain()).then(|| {
+                            refusal::ALL.map(|r| {
+                                metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => r)
+                            })
                         }),
                         arms: s
                             .experiment
@@ -482,8 +486,10 @@ impl DecisionEngine {
                         }
                         match settled.refused {
                             Some(r) => {
-                                if let Some(k) = refusal::ALL.iter().position(|x| *x == r) {
-                                    c.refused[k].increment(1);
+                                if let Some(k) = refusal::ALL.iter().position(|x| *x == r)
+                                    && let Some(refused) = &c.refused
+                                {
+                                    refused[k].increment(1);
                                 }
                             }
                             None => c.matched.increment(1),
@@ -835,7 +841,11 @@ impl DecisionEngine {
                 }
             });
         }
-        self.ledger.record(strategy, outcome, scored_by, time_ms);
+        // only live strategies get a ledger entry: feedback naming arbitrary
+        // strategy ids must not grow it without bound
+        if set.index_of_feedback_key(strategy).is_some() {
+            self.ledger.record(strategy, outcome, scored_by, time_ms);
+        }
         if flag
             && let Some(u) = user
             && self
