@@ -30,6 +30,7 @@ use crate::model::{
 };
 use crate::profile::{Action, Day, UserProfile, day_of};
 use crate::strategy::{EvalContext, Os, Strategy, StrategySet};
+use crate::taxonomy::Taxonomy;
 use crate::telemetry;
 
 /// Where "today" comes from.
@@ -202,6 +203,25 @@ pub struct CalibrationRow {
     pub predicted_cvr: Option<f64>,
     /// The logit shift now applied.
     pub shift: Shift,
+    /// The same rates per target group of the users feedback was about.
+    pub by_group: Vec<GroupRates>,
+}
+
+/// Observed vs predicted rates of one strategy within one target group.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupRates {
+    /// The group's name (`urban_family`).
+    pub group: String,
+    /// Decayed exposures.
+    pub exposures: f64,
+    /// Clicks per exposure.
+    pub observed_ctr: Option<f64>,
+    /// Mean pCTR served to exposed users.
+    pub predicted_ctr: Option<f64>,
+    /// Conversions per click.
+    pub observed_cvr: Option<f64>,
+    /// Mean pCVR served to clicking users.
+    pub predicted_cvr: Option<f64>,
 }
 
 /// Decides requests against the index and the live strategy set.
@@ -212,6 +232,8 @@ pub struct DecisionEngine {
     blacklist: Arc<Blacklist>,
     ledger: FeedbackLedger,
     calibration: CalibrationConfig,
+    /// The tag system feedback is broken down by, with its vocabulary.
+    groups: OnceLock<(u32, Arc<Taxonomy>)>,
 }
 
 /// Counters of one strategy, registered once per set (at its first counted
@@ -318,6 +340,17 @@ impl DecisionEngine {
             blacklist: Arc::new(Blacklist::new(blacklist)),
             ledger,
             calibration,
+            groups: OnceLock::new(),
+        }
+    }
+
+    /// Breaks feedback down by the user's tag of `system` (the target group)
+    /// in calibration reports; set once, at start. False if `system` is not
+    /// in the taxonomy or a system was already set.
+    pub fn group_feedback_by(&self, taxonomy: Arc<Taxonomy>, system: &str) -> bool {
+        match taxonomy.system(system) {
+            Some(id) => self.groups.set((id, taxonomy)).is_ok(),
+            None => false,
         }
     }
 
@@ -763,6 +796,23 @@ impl DecisionEngine {
                     observed_cvr: sums.observed_cvr(),
                     predicted_cvr: sums.predicted_cvr(),
                     shift: shifts.get(i).copied().unwrap_or_default(),
+                    by_group: self
+                        .ledger
+                        .group_sums(s.feedback_key)
+                        .into_iter()
+                        .map(|(g, x)| GroupRates {
+                            group: self
+                                .groups
+                                .get()
+                                .and_then(|(_, t)| t.name_of(g))
+                                .map_or_else(|| format!("#{g}"), |(_, v)| v.to_string()),
+                            exposures: x.exposures,
+                            observed_ctr: x.observed_ctr(),
+                            predicted_ctr: x.predicted_ctr(),
+                            observed_cvr: x.observed_cvr(),
+                            predicted_cvr: x.predicted_cvr(),
+                        })
+                        .collect(),
                     sums,
                 })
             })
@@ -818,8 +868,15 @@ impl DecisionEngine {
         let today = self.clock.today();
         let mut flag = false;
         let mut scored_by = None;
+        let mut group = None;
         if let Some(u) = user {
             self.index.with_profile(u, |p| {
+                if let Some((system, _)) = self.groups.get() {
+                    // tags are sorted, a system's are contiguous: its first one
+                    let tags = p.tags();
+                    let at = tags.partition_point(|t| (t >> 24) < *system);
+                    group = tags.get(at).copied().filter(|t| (t >> 24) == *system);
+                }
                 if let Some((i, score, model)) = scored
                     && let Some(v) = p.vector().filter(|v| v.model == model.tag)
                 {
@@ -844,7 +901,8 @@ impl DecisionEngine {
         // only live strategies get a ledger entry: feedback naming arbitrary
         // strategy ids must not grow it without bound
         if set.index_of_feedback_key(strategy).is_some() {
-            self.ledger.record(strategy, outcome, scored_by, time_ms);
+            self.ledger
+                .record(strategy, group, outcome, scored_by, time_ms);
         }
         if flag
             && let Some(u) = user

@@ -23,6 +23,7 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::{ItemKey, VectorView};
+use crate::taxonomy::TagCode;
 
 /// The model generation the strategy file's vectors belong to.
 #[derive(Debug, Clone, PartialEq)]
@@ -459,6 +460,19 @@ impl FeedbackSums {
 
     /// Adds one event at `time_ms` with weight decayed to the sums' reference time.
     fn add(&mut self, o: Outcome, scored: Option<Scored>, time_ms: i64, half_life_ms: f64) {
+        self.add_with(o, scored, time_ms, half_life_ms, true);
+    }
+
+    /// As [`FeedbackSums::add`]; `bin`: also keep the logit (the sums that
+    /// calibration solves over; per-group sums only report).
+    fn add_with(
+        &mut self,
+        o: Outcome,
+        scored: Option<Scored>,
+        time_ms: i64,
+        half_life_ms: f64,
+        bin: bool,
+    ) {
         let w = if time_ms >= self.at_ms {
             let f = decay(time_ms - self.at_ms, half_life_ms);
             if f < 1.0 {
@@ -499,7 +513,9 @@ impl FeedbackSums {
             let raw = sigmoid(logit);
             *raw_sum += w * raw;
             *served_sum += w * scored.served.unwrap_or(raw);
-            bins.get_or_insert_with(LogitBins::default).add(logit, w);
+            if bin {
+                bins.get_or_insert_with(LogitBins::default).add(logit, w);
+            }
         }
     }
 
@@ -542,11 +558,13 @@ fn decay(dt_ms: i64, half_life_ms: f64) -> f64 {
 }
 
 /// Decayed feedback sums per strategy (by feedback key, so they survive
-/// strategy-file reloads that keep the id).
+/// strategy-file reloads that keep the id), and per strategy and target
+/// group (a tag), for reports.
 #[derive(Debug)]
 pub struct FeedbackLedger {
     half_life_ms: f64,
     sums: Mutex<HashMap<ItemKey, FeedbackSums>>,
+    groups: Mutex<HashMap<ItemKey, HashMap<TagCode, FeedbackSums>>>,
 }
 
 impl FeedbackLedger {
@@ -555,17 +573,49 @@ impl FeedbackLedger {
         Self {
             half_life_ms: (half_life_seconds.max(1) as f64) * 1000.0,
             sums: Mutex::new(HashMap::new()),
+            groups: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records one feedback event; `scored` is what the model said of the
-    /// user, `None` when the user was not scored.
-    pub fn record(&self, strategy: ItemKey, o: Outcome, scored: Option<Scored>, time_ms: i64) {
+    /// Records one feedback event about a user of target group `group` (if
+    /// known); `scored` is what the model said of the user, `None` when the
+    /// user was not scored.
+    pub fn record(
+        &self,
+        strategy: ItemKey,
+        group: Option<TagCode>,
+        o: Outcome,
+        scored: Option<Scored>,
+        time_ms: i64,
+    ) {
         if let Ok(mut sums) = self.sums.lock() {
             sums.entry(strategy)
                 .or_default()
                 .add(o, scored, time_ms, self.half_life_ms);
         }
+        if let Some(g) = group
+            && let Ok(mut groups) = self.groups.lock()
+        {
+            groups
+                .entry(strategy)
+                .or_default()
+                .entry(g)
+                .or_default()
+                .add_with(o, scored, time_ms, self.half_life_ms, false);
+        }
+    }
+
+    /// The sums of one strategy per target group, by group code.
+    pub fn group_sums(&self, strategy: ItemKey) -> Vec<(TagCode, FeedbackSums)> {
+        let Ok(groups) = self.groups.lock() else {
+            return Vec::new();
+        };
+        let mut out: Vec<(TagCode, FeedbackSums)> = groups
+            .get(&strategy)
+            .map(|m| m.iter().map(|(g, s)| (*g, s.clone())).collect())
+            .unwrap_or_default();
+        out.sort_by_key(|(g, _)| *g);
+        out
     }
 
     /// The sums of one strategy.
@@ -722,9 +772,9 @@ mod tests {
         // feedback about users the model did not score moves nothing
         let ledger = FeedbackLedger::new(3600);
         for i in 0..20_000 {
-            ledger.record(key, Outcome::Exposure, None, t);
+            ledger.record(key, None, Outcome::Exposure, None, t);
             if i % 25 == 0 {
-                ledger.record(key, Outcome::Click, None, t);
+                ledger.record(key, None, Outcome::Click, None, t);
             }
             t += 10;
         }
@@ -733,9 +783,9 @@ mod tests {
         assert_eq!(sums.shift(20.0, 3.0), Shift::default(), "{sums:?}");
         let ledger = FeedbackLedger::new(3600);
         for i in 0..20_000 {
-            ledger.record(key, Outcome::Exposure, sc(0.02), t);
+            ledger.record(key, None, Outcome::Exposure, sc(0.02), t);
             if i % 25 == 0 {
-                ledger.record(key, Outcome::Click, sc(0.1), t);
+                ledger.record(key, None, Outcome::Click, sc(0.1), t);
             }
             t += 10;
         }
@@ -752,10 +802,10 @@ mod tests {
         // the prior pulls a small sample towards no correction
         let small = FeedbackLedger::new(3600);
         for i in 0..100 {
-            small.record(key, Outcome::Exposure, sc(0.02), t + i);
+            small.record(key, None, Outcome::Exposure, sc(0.02), t + i);
         }
-        small.record(key, Outcome::Click, sc(0.1), t + 100);
-        small.record(key, Outcome::Click, sc(0.1), t + 101);
+        small.record(key, None, Outcome::Click, sc(0.1), t + 100);
+        small.record(key, None, Outcome::Click, sc(0.1), t + 101);
         let s = small.sums(key).unwrap().shift(20.0, 3.0).ctr;
         assert!(s > 0.0 && s < logit(0.02) - logit(0.01), "{s}");
     }
@@ -769,9 +819,9 @@ mod tests {
         for (start, every) in [(t0, 100), (t0 + 3_600_000, 25)] {
             for i in 0..3600 {
                 let t = start + i * 1000;
-                ledger.record(key, Outcome::Exposure, sc(0.01), t);
+                ledger.record(key, None, Outcome::Exposure, sc(0.01), t);
                 if i % every == 0 {
-                    ledger.record(key, Outcome::Click, sc(0.1), t);
+                    ledger.record(key, None, Outcome::Click, sc(0.1), t);
                 }
             }
         }
@@ -781,8 +831,8 @@ mod tests {
         assert!((0.03..=0.045).contains(&ctr), "{ctr}");
         // out-of-order events count with their decayed weight
         let late = FeedbackLedger::new(60);
-        late.record(key, Outcome::Exposure, None, t0 + 120_000);
-        late.record(key, Outcome::Exposure, None, t0);
+        late.record(key, None, Outcome::Exposure, None, t0 + 120_000);
+        late.record(key, None, Outcome::Exposure, None, t0);
         let e = late.sums(key).unwrap().exposures;
         assert!((e - 1.25).abs() < 1e-9, "{e}");
     }

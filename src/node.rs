@@ -67,6 +67,8 @@ impl Node {
         taxonomy: Arc<Taxonomy>,
         source: StrategySource,
     ) -> Self {
+        // feedback reports break down by target group when the taxonomy has them
+        engine.group_feedback_by(taxonomy.clone(), "target_group");
         Self {
             engine,
             taxonomy,

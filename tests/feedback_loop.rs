@@ -304,6 +304,14 @@ async fn vectors_feedback_and_control_events_from_kafka_change_the_answers() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    // broken down by the users' target group: all of user 301's feedback is urban_family
+    let groups = row["by_group"].as_array().unwrap();
+    assert_eq!(groups.len(), 1, "{row}");
+    assert_eq!(groups[0]["group"], "urban_family");
+    assert!(
+        (groups[0]["observed_ctr"].as_f64().unwrap() - 0.3).abs() < 0.01,
+        "{row}"
+    );
     let observed = row["observed_ctr"].as_f64().unwrap();
     assert!((observed - 0.3).abs() < 0.01, "{row}");
     assert!(
