@@ -554,6 +554,14 @@ impl DecisionEngine {
                 matches = run(&UserProfile::empty(), false, &mut hits);
             }
             let take = !matches.is_empty();
+            if count
+                && known
+                && take
+                && let Some(u) = user
+                && set.counts_any_answers()
+            {
+                self.count_answers(set, u, &matches, today);
+            }
             let (outcome, cache_seconds) = if take {
                 (telemetry::outcome::TAKE, set.cache.matched_seconds)
             } else if usable == 0 {
@@ -576,6 +584,34 @@ impl DecisionEngine {
                 outcome,
             }
         })
+    }
+
+    /// Counts a taken answer in the user's profile for the strategies whose
+    /// cap (or the user cap) counts decisions. After the read lock was
+    /// released: this takes the shard's write lock.
+    fn count_answers(
+        &self,
+        set: &StrategySet,
+        user: UserId,
+        matches: &[MatchedStrategy],
+        today: Day,
+    ) {
+        let keys: Vec<crate::profile::ItemKey> = matches
+            .iter()
+            .filter_map(|m| set.index_of(&m.strategy_id))
+            .filter(|i| set.counts_answers(*i as usize))
+            .filter_map(|i| set.strategies().get(i as usize).map(|s| s.feedback_key))
+            .collect();
+        if keys.is_empty() {
+            return;
+        }
+        let counted = self.index.update_in_place(user, |p| {
+            keys.iter()
+                .try_for_each(|k| p.add_count(*k, Action::Offer, today, 1))
+        });
+        if let Some(Err(e)) = counted {
+            tracing::warn!(error = %e, "answer not counted toward its cap");
+        }
     }
 
     /// Settles one audience match: frequency cap, then the model's score
@@ -1034,6 +1070,10 @@ mod tests {
     const STRATEGIES: &str = include_str!("../tests/fixtures/intel/strategies.toml");
 
     fn engine(rules: BlacklistConfig) -> (DecisionEngine, DeviceKey) {
+        engine_with(STRATEGIES, rules)
+    }
+
+    fn engine_with(strategies: &str, rules: BlacklistConfig) -> (DecisionEngine, DeviceKey) {
         let t = Taxonomy::default_taxonomy();
         let rec: UserRecord = serde_json::from_str(
             r#"{"user_id": 9, "devices": ["raw:imei:860000000000009"], "tags": {"target_group": ["urban_family"]}}"#,
@@ -1041,7 +1081,7 @@ mod tests {
         .unwrap();
         let index = Arc::new(UserIndex::default());
         index.upsert(9, rec.to_profile(&t, TODAY).unwrap()).unwrap();
-        let set = StrategySet::from_toml(STRATEGIES, "intel", &t).unwrap();
+        let set = StrategySet::from_toml(strategies, "intel", &t).unwrap();
         let e = DecisionEngine::with_rules(
             index,
             set,
@@ -1183,5 +1223,27 @@ mod tests {
             listed: Listed::Device(d),
         }));
         assert!(e.decide(&req(&d)).take);
+    }
+
+    #[test]
+    fn a_cap_counting_decisions_holds_without_feedback_and_ignores_test_traffic() {
+        let src = "[[strategy]]\nid = \"c\"\ntarget_id = \"1\"\naudience = \"target_group in {urban_family}\"\ncap = { exposures = 2, days = 1, count = \"decisions\" }\n\n[[strategy]]\nid = \"free\"\ntarget_id = \"2\"\naudience = \"target_group in {urban_family}\"\n";
+        let (e, d) = engine_with(src, BlacklistConfig::default());
+        for _ in 0..5 {
+            assert_eq!(e.decide_uncounted(&req(&d)).matches.len(), 2);
+        }
+        for _ in 0..2 {
+            assert_eq!(e.decide(&req(&d)).matches.len(), 2);
+        }
+        let third = e.decide(&req(&d));
+        let ids: Vec<&str> = third.matches.iter().map(|m| &*m.strategy_id).collect();
+        assert_eq!(ids, ["free"], "the capped strategy answered twice today");
+        let offers = e
+            .index()
+            .with_profile(9, |p| {
+                p.count(ItemKey::strategy("c"), Action::Offer, TODAY, TODAY)
+            })
+            .unwrap();
+        assert_eq!(offers, 2);
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! Exposures are the media's feedback, kept as daily counts in the user's
 //! profile (the feedback topic), so a cap holds across restarts and replicas
-//! fed by the same topics. Windows are whole business days ending today:
+//! fed by the same topics. A cap may instead count our own answers that took
+//! the traffic (`count = "decisions"`): it then holds without waiting for
+//! feedback, at the price of a profile write per answer, and only on the
+//! replica that answered. Windows are whole business days ending today:
 //! `days = 1` is "today", `days = 7` "today and the six days before".
 
 use serde::{Deserialize, Serialize};
@@ -17,11 +20,36 @@ pub const MAX_WINDOW_DAYS: u16 = 90;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FrequencyCap {
-    /// Exposures allowed in the window; reaching it stops targeting.
+    /// Exposures (or answers, see `count`) allowed in the window; reaching it
+    /// stops targeting.
     pub exposures: u32,
     /// Window length in days, today included.
     #[serde(default = "one_day")]
     pub days: u16,
+    /// What is counted.
+    #[serde(default)]
+    pub count: CapCount,
+}
+
+/// What a cap counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CapCount {
+    /// The media's exposure feedback.
+    #[default]
+    Exposures,
+    /// Our answers that took the traffic for the strategy (any replica's
+    /// feedback is not needed; each replica counts its own answers).
+    Decisions,
+}
+
+impl CapCount {
+    fn action(self) -> Action {
+        match self {
+            Self::Exposures => Action::Exposure,
+            Self::Decisions => Action::Offer,
+        }
+    }
 }
 
 fn one_day() -> u16 {
@@ -66,7 +94,7 @@ impl FrequencyCap {
     #[inline]
     pub fn strategy_state(&self, profile: &UserProfile, key: ItemKey, today: Day) -> CapState {
         CapState {
-            exposures: profile.count(key, Action::Exposure, self.from(today), today),
+            exposures: profile.count(key, self.count.action(), self.from(today), today),
             limit: self.exposures,
             days: self.days,
         }
@@ -75,7 +103,7 @@ impl FrequencyCap {
     /// The user's exposures to any strategy in the window.
     pub fn user_state(&self, profile: &UserProfile, today: Day) -> CapState {
         CapState {
-            exposures: profile.feedback_total(Action::Exposure, self.from(today), today),
+            exposures: profile.feedback_total(self.count.action(), self.from(today), today),
             limit: self.exposures,
             days: self.days,
         }
@@ -115,6 +143,7 @@ mod tests {
         let today = FrequencyCap {
             exposures: 3,
             days: 1,
+            count: CapCount::Exposures,
         };
         let st = today.strategy_state(&p, s, 100);
         assert_eq!(st.exposures, 2);
@@ -122,6 +151,7 @@ mod tests {
         let three_days = FrequencyCap {
             exposures: 7,
             days: 3,
+            count: CapCount::Exposures,
         };
         let st = three_days.strategy_state(&p, s, 100);
         assert_eq!(st.exposures, 7);
@@ -135,37 +165,27 @@ mod tests {
 
     #[test]
     fn bad_caps_are_rejected() {
-        assert!(
-            FrequencyCap {
-                exposures: 0,
-                days: 1
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            FrequencyCap {
-                exposures: 1,
-                days: 0
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            FrequencyCap {
-                exposures: 1,
-                days: 91
-            }
-            .validate()
-            .is_err()
-        );
-        assert!(
-            FrequencyCap {
-                exposures: 1,
-                days: 90
-            }
-            .validate()
-            .is_ok()
-        );
+        let cap = |exposures, days| FrequencyCap {
+            exposures,
+            days,
+            count: CapCount::Exposures,
+        };
+        assert!(cap(0, 1).validate().is_err());
+        assert!(cap(1, 0).validate().is_err());
+        assert!(cap(1, 91).validate().is_err());
+        assert!(cap(1, 90).validate().is_ok());
+    }
+
+    #[test]
+    fn a_decisions_cap_counts_our_answers_not_exposures() {
+        let s = ItemKey::strategy("s1");
+        let p = profile(&[(s, Action::Exposure, 100, 9), (s, Action::Offer, 100, 2)]);
+        let cap = FrequencyCap {
+            exposures: 3,
+            days: 1,
+            count: CapCount::Decisions,
+        };
+        assert_eq!(cap.strategy_state(&p, s, 100).exposures, 2);
+        assert_eq!(cap.user_state(&p, 100).exposures, 2);
     }
 }

@@ -139,11 +139,14 @@ pub enum Action {
     Click = 7,
     /// Media feedback: converted.
     Conversion = 8,
+    /// Our answer took the traffic for a strategy (counted only for caps
+    /// configured to count decisions).
+    Offer = 9,
 }
 
 impl Action {
     /// All actions, in code order.
-    pub const ALL: [Action; 9] = [
+    pub const ALL: [Action; 10] = [
         Self::Browse,
         Self::Search,
         Self::Favorite,
@@ -153,6 +156,7 @@ impl Action {
         Self::Exposure,
         Self::Click,
         Self::Conversion,
+        Self::Offer,
     ];
 
     /// The on-site actions audiences can count (feedback actions are not, yet).
@@ -170,6 +174,7 @@ impl Action {
             Self::Exposure => "exposure",
             Self::Click => "click",
             Self::Conversion => "conversion",
+            Self::Offer => "offer",
         }
     }
 

@@ -106,6 +106,8 @@ pub fn next_four_a(current: FourA, action: Action) -> FourA {
             }
         }
         Action::Share => FourA::Advocate,
+        // our own answer says nothing about the user's relationship with a brand
+        Action::Offer => current,
     }
 }
 

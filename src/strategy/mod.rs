@@ -240,6 +240,9 @@ pub struct StrategySet {
     /// The cap on a user's exposures over all strategies.
     pub user_cap: Option<FrequencyCap>,
     strategies: Vec<Strategy>,
+    /// Strategies whose answers are counted (their cap, or the user cap,
+    /// counts decisions), by index.
+    counted: Vec<bool>,
     by_id: HashMap<Arc<str>, u32>,
     by_feedback_key: HashMap<ItemKey, u32>,
     matcher: Box<dyn Matcher>,
@@ -412,11 +415,23 @@ impl StrategySet {
         } else {
             Box::new(IndexedMatcher::new(&strategies))
         };
+        let counts_all = file
+            .user_cap
+            .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions);
+        let counted = strategies
+            .iter()
+            .map(|s| {
+                counts_all
+                    || s.cap
+                        .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions)
+            })
+            .collect();
         Ok(Self {
             version,
             cache: file.cache,
             model,
             user_cap: file.user_cap,
+            counted,
             strategies,
             by_id,
             by_feedback_key,
@@ -442,6 +457,18 @@ impl StrategySet {
     /// The position of a strategy id in [`StrategySet::strategies`].
     pub fn index_of(&self, id: &str) -> Option<u32> {
         self.by_id.get(id).copied()
+    }
+
+    /// Whether answers taking strategy `i` are counted in the user's profile
+    /// (a cap that counts decisions needs them).
+    #[inline]
+    pub fn counts_answers(&self, i: usize) -> bool {
+        self.counted.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether any strategy's answers are counted.
+    pub fn counts_any_answers(&self) -> bool {
+        self.counted.iter().any(|c| *c)
     }
 
     /// The position of the strategy media feedback under `key` is about.
