@@ -243,6 +243,7 @@ pub struct StrategySet {
     /// Strategies whose answers are counted (their cap, or the user cap,
     /// counts decisions), by index.
     counted: Vec<bool>,
+    counts_any: bool,
     by_id: HashMap<Arc<str>, u32>,
     by_feedback_key: HashMap<ItemKey, u32>,
     matcher: Box<dyn Matcher>,
@@ -425,12 +426,13 @@ impl StrategySet {
                     || s.cap
                         .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions)
             })
-            .collect();
+            .collect::<Vec<bool>>();
         Ok(Self {
             version,
             cache: file.cache,
             model,
             user_cap: file.user_cap,
+            counts_any: counted.iter().any(|c| *c),
             counted,
             strategies,
             by_id,
@@ -467,8 +469,9 @@ impl StrategySet {
     }
 
     /// Whether any strategy's answers are counted.
+    #[inline]
     pub fn counts_any_answers(&self) -> bool {
-        self.counted.iter().any(|c| *c)
+        self.counts_any
     }
 
     /// The position of the strategy media feedback under `key` is about.
