@@ -596,12 +596,15 @@ impl DecisionEngine {
         matches: &[MatchedStrategy],
         today: Day,
     ) {
-        let keys: Vec<crate::profile::ItemKey> = matches
+        let mut keys: Vec<crate::profile::ItemKey> = matches
             .iter()
             .filter_map(|m| set.index_of(&m.strategy_id))
-            .filter(|i| set.counts_answers(*i as usize))
+            .filter(|i| set.counts_strategy_answers(*i as usize))
             .filter_map(|i| set.strategies().get(i as usize).map(|s| s.feedback_key))
             .collect();
+        if set.counts_every_answer() {
+            keys.push(crate::profile::ItemKey::answers());
+        }
         if keys.is_empty() {
             return;
         }
@@ -610,7 +613,8 @@ impl DecisionEngine {
                 .try_for_each(|k| p.add_count(*k, Action::Offer, today, 1))
         });
         if let Some(Err(e)) = counted {
-            tracing::warn!(error = %e, "answer not counted toward its cap");
+            // on the request path: never a log line per request at warn
+            tracing::debug!(error = %e, "answer not counted toward its cap");
         }
     }
 
@@ -639,7 +643,7 @@ impl DecisionEngine {
             }
         }
         if let (Some(score), Some(model)) = (&s.score, &set.model) {
-            match score.predict(profile.vector(), model.tag, shift) {
+            match score.predict(profile.vector(), model, shift) {
                 Some(p) => {
                     out.score = Some(p);
                     if score.passes(&p).is_err() {
@@ -761,7 +765,7 @@ impl DecisionEngine {
                 .map(|c| c.user_state(profile, today));
             let vector = profile.vector().map(|v| VectorInfo {
                 dims: v.dims(),
-                current_model: set.model.as_ref().is_some_and(|m| m.tag == v.model),
+                current_model: set.model.as_ref().is_some_and(|m| m.produced(&v)),
             });
             (verdicts, user_cap, vector)
         };
@@ -870,7 +874,7 @@ impl DecisionEngine {
             match self.blacklist.flag(Listed::Device(*k), Reason::DoubtfulId, now) {
                 Ok(_) => metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => Reason::DoubtfulId.label())
                     .increment(1),
-                Err(e) => tracing::warn!(error = %e, "blacklist full; doubtful id not listed"),
+                Err(e) => tracing::debug!(error = %e, "blacklist full; doubtful id not listed"),
             }
         }
     }
@@ -914,7 +918,7 @@ impl DecisionEngine {
                     group = tags.get(at).copied().filter(|t| (t >> 24) == *system);
                 }
                 if let Some((i, score, model)) = scored
-                    && let Some(v) = p.vector().filter(|v| v.model == model.tag)
+                    && let Some(v) = p.vector().filter(|v| model.produced(v))
                 {
                     let l = score.logits(&v);
                     let shift = live.shifts.load().get(i).copied().unwrap_or_default();
@@ -1245,5 +1249,19 @@ mod tests {
             })
             .unwrap();
         assert_eq!(offers, 2);
+    }
+
+    #[test]
+    fn a_user_cap_counting_decisions_counts_one_per_answer_however_many_matched() {
+        let src = "[user_cap]\nexposures = 2\ncount = \"decisions\"\n\n[[strategy]]\nid = \"a\"\ntarget_id = \"1\"\naudience = \"target_group in {urban_family}\"\n\n[[strategy]]\nid = \"b\"\ntarget_id = \"2\"\naudience = \"target_group in {urban_family}\"\n";
+        let (e, d) = engine_with(src, BlacklistConfig::default());
+        for _ in 0..2 {
+            assert_eq!(e.decide(&req(&d)).matches.len(), 2);
+        }
+        let third = e.decide(&req(&d));
+        assert_eq!(
+            (third.take, third.outcome),
+            (false, telemetry::outcome::CAPPED)
+        );
     }
 }

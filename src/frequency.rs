@@ -100,10 +100,17 @@ impl FrequencyCap {
         }
     }
 
-    /// The user's exposures to any strategy in the window.
+    /// The user's exposures to any strategy (or our answers, one per
+    /// request taken) in the window.
     pub fn user_state(&self, profile: &UserProfile, today: Day) -> CapState {
+        let from = self.from(today);
         CapState {
-            exposures: profile.feedback_total(self.count.action(), self.from(today), today),
+            exposures: match self.count {
+                CapCount::Exposures => profile.feedback_total(Action::Exposure, from, today),
+                CapCount::Decisions => {
+                    profile.count(ItemKey::answers(), Action::Offer, from, today)
+                }
+            },
             limit: self.exposures,
             days: self.days,
         }
@@ -179,13 +186,18 @@ mod tests {
     #[test]
     fn a_decisions_cap_counts_our_answers_not_exposures() {
         let s = ItemKey::strategy("s1");
-        let p = profile(&[(s, Action::Exposure, 100, 9), (s, Action::Offer, 100, 2)]);
+        let p = profile(&[
+            (s, Action::Exposure, 100, 9),
+            (s, Action::Offer, 100, 2),
+            (ItemKey::answers(), Action::Offer, 100, 1),
+        ]);
         let cap = FrequencyCap {
             exposures: 3,
             days: 1,
             count: CapCount::Decisions,
         };
         assert_eq!(cap.strategy_state(&p, s, 100).exposures, 2);
-        assert_eq!(cap.user_state(&p, 100).exposures, 2);
+        // overall: answers, one per request taken, not one per strategy
+        assert_eq!(cap.user_state(&p, 100).exposures, 1);
     }
 }

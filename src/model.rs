@@ -36,6 +36,16 @@ pub struct ModelInfo {
     pub dims: usize,
 }
 
+impl ModelInfo {
+    /// Whether a user vector is of this model: its version's tag and its
+    /// dimensions (a vector of the right version but the wrong length is a
+    /// producer's bug, never scored).
+    #[inline]
+    pub fn produced(&self, v: &VectorView<'_>) -> bool {
+        v.model == self.tag && v.dims() == self.dims
+    }
+}
+
 /// One head of the strategy tower.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,10 +179,10 @@ impl Scoring {
     pub fn predict(
         &self,
         user: Option<VectorView<'_>>,
-        model: u16,
+        model: &ModelInfo,
         shift: Shift,
     ) -> Option<Prediction> {
-        let user = user.filter(|u| u.model == model)?;
+        let user = user.filter(|u| model.produced(u))?;
         let l = self.logits(&user);
         Some(Prediction {
             pctr: l.ctr.map(|x| sigmoid(f64::from(x) + shift.ctr)),
@@ -415,9 +425,14 @@ pub struct FeedbackSums {
     pub scored_clicks: f64,
     /// Conversions of those users.
     pub scored_conversions: f64,
+    /// Scored exposures the CTR head gave a prediction for.
+    pub predicted_exposures: f64,
+    /// Scored clicks the CVR head gave a prediction for.
+    pub predicted_clicks: f64,
     /// Sum of raw pCTR over scored exposures.
     pub raw_pctr: f64,
-    /// Sum of calibrated pCTR (as served at the time) over scored exposures.
+    /// Sum of calibrated pCTR over scored exposures (with the shift in force
+    /// when the feedback arrived, an approximation of what was served).
     pub served_pctr: f64,
     /// Sum of raw pCVR over scored clicks.
     pub raw_pcvr: f64,
@@ -443,6 +458,8 @@ impl FeedbackSums {
             &mut self.scored_exposures,
             &mut self.scored_clicks,
             &mut self.scored_conversions,
+            &mut self.predicted_exposures,
+            &mut self.predicted_clicks,
             &mut self.raw_pctr,
             &mut self.served_pctr,
             &mut self.raw_pcvr,
@@ -488,6 +505,7 @@ impl FeedbackSums {
                 &mut self.exposures,
                 &mut self.scored_exposures,
                 Some((
+                    &mut self.predicted_exposures,
                     &mut self.raw_pctr,
                     &mut self.served_pctr,
                     &mut self.ctr_logits,
@@ -497,6 +515,7 @@ impl FeedbackSums {
                 &mut self.clicks,
                 &mut self.scored_clicks,
                 Some((
+                    &mut self.predicted_clicks,
                     &mut self.raw_pcvr,
                     &mut self.served_pcvr,
                     &mut self.cvr_logits,
@@ -507,9 +526,11 @@ impl FeedbackSums {
         *all += w;
         let Some(scored) = scored else { return };
         *scored_n += w;
-        if let (Some((raw_sum, served_sum, bins)), Some(logit)) = (predicted, scored.logit)
+        if let (Some((n_predicted, raw_sum, served_sum, bins)), Some(logit)) =
+            (predicted, scored.logit)
             && logit.is_finite()
         {
+            *n_predicted += w;
             let raw = sigmoid(logit);
             *raw_sum += w * raw;
             *served_sum += w * scored.served.unwrap_or(raw);
@@ -531,12 +552,12 @@ impl FeedbackSums {
 
     /// Mean pCTR served to exposed users the model scored.
     pub fn predicted_ctr(&self) -> Option<f64> {
-        (self.scored_exposures > 0.0).then(|| self.served_pctr / self.scored_exposures)
+        (self.predicted_exposures > 0.0).then(|| self.served_pctr / self.predicted_exposures)
     }
 
     /// Mean pCVR served to clicking users the model scored.
     pub fn predicted_cvr(&self) -> Option<f64> {
-        (self.scored_clicks > 0.0).then(|| self.served_pcvr / self.scored_clicks)
+        (self.predicted_clicks > 0.0).then(|| self.served_pcvr / self.predicted_clicks)
     }
 
     /// The shifts that make the raw model's expected clicks (conversions)
@@ -666,9 +687,7 @@ mod tests {
     fn prediction_is_sigmoid_of_dot_plus_bias_within_quantisation_error() {
         let s = scoring(BidFrom::Fixed);
         let p = profile_with(&[1.0, 0.5, -0.25, 2.0], "m1");
-        let got = s
-            .predict(p.vector(), model().tag, Shift::default())
-            .unwrap();
+        let got = s.predict(p.vector(), &model(), Shift::default()).unwrap();
         let want_ctr = sigmoid(1.0 - 3.0);
         let want_cvr = sigmoid(0.5 - 2.0);
         assert!((got.pctr.unwrap() - want_ctr).abs() < 0.003, "{got:?}");
@@ -677,7 +696,7 @@ mod tests {
         let shifted = s
             .predict(
                 p.vector(),
-                model().tag,
+                &model(),
                 Shift {
                     ctr: 2f64.ln(),
                     cvr: 0.0,
@@ -691,13 +710,12 @@ mod tests {
     #[test]
     fn a_vector_of_another_model_or_none_is_not_scored() {
         let s = scoring(BidFrom::Fixed);
+        let longer = profile_with(&[1.0, 0.5, -0.25, 2.0, 1.0], "m1");
+        assert_eq!(s.predict(longer.vector(), &model(), Shift::default()), None);
         let other = profile_with(&[1.0, 0.5, -0.25, 2.0], "m0");
+        assert_eq!(s.predict(other.vector(), &model(), Shift::default()), None);
         assert_eq!(
-            s.predict(other.vector(), model().tag, Shift::default()),
-            None
-        );
-        assert_eq!(
-            s.predict(UserProfile::empty().vector(), model().tag, Shift::default()),
+            s.predict(UserProfile::empty().vector(), &model(), Shift::default()),
             None
         );
     }

@@ -116,6 +116,13 @@ impl ItemKey {
         });
         Self(((Scope::Strategy as u32) << 30) | (h & Self::MAX_ID))
     }
+
+    /// The key our answers are counted under for a user cap that counts
+    /// decisions (one per answer, whatever it matched): the feedback key of
+    /// the empty id, which no strategy may have.
+    pub fn answers() -> Self {
+        Self::strategy("")
+    }
 }
 
 /// An on-site behaviour (or search) a user performed on an item.
@@ -1067,11 +1074,26 @@ impl UserProfile {
     /// Reads a profile written by [`UserProfile::write_to`], checking that its
     /// counts fit its words (a corrupt file yields an error, never a bad profile).
     pub fn read_from(r: &mut impl std::io::Read) -> std::io::Result<Self> {
+        Self::read_encoded(r, true)
+    }
+
+    /// Reads a profile of the previous snapshot format (`RTASNAP2`: no
+    /// vector fields), so that an upgrade restores its snapshots.
+    pub fn read_from_v2(r: &mut impl std::io::Read) -> std::io::Result<Self> {
+        Self::read_encoded(r, false)
+    }
+
+    fn read_encoded(r: &mut impl std::io::Read, with_vector: bool) -> std::io::Result<Self> {
         let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
         // demographics 8, tag_version 8, touched 2, n_tags 2, n_devices 1,
-        // n_items 1, vector_dims 2, vector_model 2, n_words 4
+        // n_items 1, [vector_dims 2, vector_model 2,] n_words 4
         let mut h = [0u8; 30];
-        r.read_exact(&mut h)?;
+        if with_vector {
+            r.read_exact(&mut h)?;
+        } else {
+            r.read_exact(&mut h[..22])?;
+            r.read_exact(&mut h[26..])?;
+        }
         let mut demographics = [0u8; 8];
         demographics.copy_from_slice(&h[0..8]);
         let mut v = [0u8; 8];
@@ -1389,6 +1411,56 @@ mod tests {
         let mut bad = bytes.clone();
         bad[18] = 200; // n_tags larger than the words
         assert!(UserProfile::read_from(&mut bad.as_slice()).is_err());
+        // the previous format is the same without the 4 bytes of vector fields
+        let mut v2 = bytes[..22].to_vec();
+        v2.extend_from_slice(&bytes[26..]);
+        assert_eq!(UserProfile::read_from_v2(&mut v2.as_slice()).unwrap(), p);
+    }
+
+    #[test]
+    fn a_user_vector_round_trips_through_builds_in_place_changes_and_snapshots() {
+        let mut b = ProfileBuilder {
+            tags: vec![5, 9],
+            ..Default::default()
+        };
+        b.behaviour.push(BehaviourCount {
+            item: item(Scope::Brand, 1),
+            action: Action::Buy,
+            day: 3,
+            count: 2,
+        });
+        let mut p = b.build().unwrap();
+        assert!(p.vector().is_none());
+        let v = UserVector::quantise(model_tag("m"), &[1.0, -0.5, 0.25, 0.0, 2.0]).unwrap();
+        p.set_vector(&v).unwrap();
+        let got = p.vector().unwrap();
+        assert_eq!((got.model, got.dims()), (model_tag("m"), 5));
+        assert_eq!(got.to_owned(), v);
+        // the sections around it are intact
+        assert_eq!(p.tags(), &[5, 9]);
+        assert_eq!(p.count(item(Scope::Brand, 1), Action::Buy, 0, 10), 2);
+        p.add_count(item(Scope::Brand, 1), Action::Buy, 3, 1)
+            .unwrap();
+        assert_eq!(p.count(item(Scope::Brand, 1), Action::Buy, 0, 10), 3);
+        assert_eq!(p.vector().unwrap().to_owned(), v);
+        // same size: in place; another size: rebuilt
+        let w = UserVector::quantise(model_tag("m2"), &[0.0, 0.0, 0.0, 0.0, -1.0]).unwrap();
+        p.set_vector(&w).unwrap();
+        assert_eq!(p.vector().unwrap().to_owned(), w);
+        let x = UserVector::quantise(model_tag("m3"), &[0.5; 9]).unwrap();
+        p.set_vector(&x).unwrap();
+        assert_eq!(p.vector().unwrap().to_owned(), x);
+        assert_eq!(p.count(item(Scope::Brand, 1), Action::Buy, 0, 10), 3);
+        let mut bytes = Vec::new();
+        p.write_to(&mut bytes).unwrap();
+        assert_eq!(UserProfile::read_from(&mut bytes.as_slice()).unwrap(), p);
+        assert_eq!(p.to_builder().build().unwrap(), p);
+        // dot products stay within quantisation error
+        let dot = p.vector().unwrap().dot(&[1.0; 9]);
+        assert!((dot - 4.5).abs() < 0.05, "{dot}");
+        assert!(UserVector::quantise(1, &[f32::NAN]).is_err());
+        assert!(UserVector::quantise(1, &[]).is_err());
+        assert!(UserVector::quantise(1, &[0.0; MAX_VECTOR_DIMS + 1]).is_err());
     }
 
     #[test]

@@ -22,6 +22,8 @@ use crate::index::{UserId, UserIndex};
 use crate::profile::{ProfileError, UserProfile};
 
 const MAGIC: &[u8; 8] = b"RTASNAP3";
+/// The previous format (profiles without the vector fields), still restored.
+const MAGIC_V2: &[u8; 8] = b"RTASNAP2";
 const END: &[u8; 8] = b"RTAEND01";
 const PREFIX: &str = "snapshot-";
 const SUFFIX: &str = ".rtasnap";
@@ -254,7 +256,7 @@ pub fn newest_counts(dir: &Path) -> Option<(u64, u64)> {
     let len = f.metadata().ok()?.len();
     let mut h = [0u8; 32];
     f.read_exact(&mut h).ok()?;
-    if &h[..8] != MAGIC {
+    if &h[..8] != MAGIC && &h[..8] != MAGIC_V2 {
         return None;
     }
     let n = |i: usize| u64::from_le_bytes(h[i..i + 8].try_into().unwrap_or([0; 8]));
@@ -328,7 +330,8 @@ fn load(
     let c = |e: io::Error| corrupt(path, e.to_string());
     let mut magic = [0u8; 8];
     r.read_exact(&mut magic).map_err(c)?;
-    if &magic != MAGIC {
+    let v2 = &magic == MAGIC_V2;
+    if &magic != MAGIC && !v2 {
         return Err(corrupt(path, "not a snapshot (bad magic)"));
     }
     let mut u8x8 = [0u8; 8];
@@ -369,7 +372,12 @@ fn load(
             }
             r.read_exact(&mut u8x8).map_err(c)?;
             let user: UserId = u64::from_le_bytes(u8x8);
-            batch.push((user, UserProfile::read_from(&mut r).map_err(c)?));
+            let profile = if v2 {
+                UserProfile::read_from_v2(&mut r)
+            } else {
+                UserProfile::read_from(&mut r)
+            };
+            batch.push((user, profile.map_err(c)?));
             if batch.len() == BATCH
                 && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
             {

@@ -243,6 +243,8 @@ pub struct StrategySet {
     /// Strategies whose answers are counted (their cap, or the user cap,
     /// counts decisions), by index.
     counted: Vec<bool>,
+    /// Whether the user cap counts answers.
+    counts_answers: bool,
     counts_any: bool,
     by_id: HashMap<Arc<str>, u32>,
     by_feedback_key: HashMap<ItemKey, u32>,
@@ -378,6 +380,12 @@ impl StrategySet {
             // two strategies sharing one would see each other's exposures,
             // which matters (and is refused) only where feedback decides
             let feedback_key = ItemKey::strategy(&entry.id);
+            if feedback_key == ItemKey::answers() {
+                return Err(invalid(
+                    "its feedback key is the one reserved for counting answers; rename it"
+                        .to_string(),
+                ));
+            }
             let uses_feedback = entry.cap.is_some() || entry.score.is_some();
             match by_feedback_key.entry(feedback_key) {
                 std::collections::hash_map::Entry::Vacant(v) => {
@@ -385,7 +393,7 @@ impl StrategySet {
                 }
                 std::collections::hash_map::Entry::Occupied(o) => {
                     let other: &Strategy = &strategies[*o.get() as usize];
-                    if uses_feedback || !other.is_plain() {
+                    if uses_feedback || other.cap.is_some() || other.score.is_some() {
                         return Err(invalid(format!(
                             "its feedback key collides with strategy `{}`'s, and one of them \
                              uses feedback (cap or score); rename one of them",
@@ -416,15 +424,14 @@ impl StrategySet {
         } else {
             Box::new(IndexedMatcher::new(&strategies))
         };
-        let counts_all = file
+        let counts_answers = file
             .user_cap
             .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions);
         let counted = strategies
             .iter()
             .map(|s| {
-                counts_all
-                    || s.cap
-                        .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions)
+                s.cap
+                    .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions)
             })
             .collect::<Vec<bool>>();
         Ok(Self {
@@ -432,7 +439,8 @@ impl StrategySet {
             cache: file.cache,
             model,
             user_cap: file.user_cap,
-            counts_any: counted.iter().any(|c| *c),
+            counts_any: counts_answers || counted.iter().any(|c| *c),
+            counts_answers,
             counted,
             strategies,
             by_id,
@@ -462,10 +470,16 @@ impl StrategySet {
     }
 
     /// Whether answers taking strategy `i` are counted in the user's profile
-    /// (a cap that counts decisions needs them).
+    /// (its cap counts decisions).
     #[inline]
-    pub fn counts_answers(&self, i: usize) -> bool {
+    pub fn counts_strategy_answers(&self, i: usize) -> bool {
         self.counted.get(i).copied().unwrap_or(false)
+    }
+
+    /// Whether every answer taken is counted once (the user cap counts decisions).
+    #[inline]
+    pub fn counts_every_answer(&self) -> bool {
+        self.counts_answers
     }
 
     /// Whether any strategy's answers are counted.
