@@ -135,7 +135,8 @@ impl fmt::Display for Reason {
 }
 
 /// One blacklist entry: refused from `since_ms` (inclusive) to `until_ms` (exclusive).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// The device or user refused.
     pub listed: Listed,
@@ -514,6 +515,60 @@ impl Blacklist {
     /// True when no entry is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Writes the unexpired entries to `path` as JSON lines, atomically
+    /// (a temporary file, fsync, rename), so that a restart keeps what
+    /// operators and rules listed. Returns how many were written.
+    pub fn save_to(&self, path: &std::path::Path, now_ms: i64) -> std::io::Result<usize> {
+        use std::io::Write;
+        let entries = self.list(now_ms, usize::MAX);
+        let tmp = path.with_extension("tmp");
+        {
+            let mut w = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            for e in &entries {
+                serde_json::to_writer(&mut w, e)?;
+                w.write_all(b"\n")?;
+            }
+            w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        Ok(entries.len())
+    }
+
+    /// Lists the unexpired entries of a file written by [`Blacklist::save_to`]
+    /// (keeping their reasons and times). Lines that do not parse and
+    /// expired entries are skipped; returns (loaded, skipped). A missing
+    /// file is an empty list.
+    pub fn load_from(
+        &self,
+        path: &std::path::Path,
+        now_ms: i64,
+    ) -> std::io::Result<(usize, usize)> {
+        use std::io::BufRead;
+        let file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+            Err(e) => return Err(e),
+        };
+        let (mut loaded, mut skipped) = (0, 0);
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Entry>(&line) {
+                Ok(e) if e.is_active(now_ms) && e.until_ms > e.since_ms => {
+                    let ttl = Duration::from_millis((e.until_ms - e.since_ms) as u64);
+                    match self.add(e.listed, e.reason, e.since_ms, Some(ttl)) {
+                        Ok(_) => loaded += 1,
+                        Err(_) => skipped += 1,
+                    }
+                }
+                _ => skipped += 1,
+            }
+        }
+        Ok((loaded, skipped))
     }
 
     /// Drops the entries expired at `now_ms`; returns how many.
@@ -1258,5 +1313,60 @@ mod tests {
         }
         assert_eq!(Reason::from_label("Operator"), None);
         assert_eq!(Reason::from_label(""), None);
+    }
+    #[test]
+    fn a_saved_list_loads_back_without_expired_entries_or_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blacklist.jsonl");
+        let bl = Blacklist::new(BlacklistConfig::default());
+        let now = 1_795_406_400_000;
+        let dev = DeviceKey([7; 16]);
+        let secs = Duration::from_secs;
+        bl.add(
+            Listed::Device(dev),
+            Reason::Operator,
+            now - 1000,
+            Some(secs(3600)),
+        )
+        .unwrap();
+        bl.add(
+            Listed::User(42),
+            Reason::MediaFraud,
+            now - 5000,
+            Some(secs(10)),
+        )
+        .unwrap();
+        // already expired: not saved
+        bl.add(
+            Listed::User(7),
+            Reason::RequestRate,
+            now - 20_000,
+            Some(secs(10)),
+        )
+        .unwrap();
+        assert_eq!(bl.save_to(&path, now).unwrap(), 2);
+        // a line someone broke by hand is skipped, not fatal
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{not json\n");
+        std::fs::write(&path, text).unwrap();
+
+        let back = Blacklist::new(BlacklistConfig::default());
+        assert_eq!(back.load_from(&path, now).unwrap(), (2, 1));
+        assert_eq!(
+            back.get(Listed::Device(dev), now),
+            bl.get(Listed::Device(dev), now)
+        );
+        assert_eq!(
+            back.get(Listed::User(42), now).unwrap().reason,
+            Reason::MediaFraud
+        );
+        // loaded later, what expired in between stays out
+        let later = Blacklist::new(BlacklistConfig::default());
+        assert_eq!(later.load_from(&path, now + 6000).unwrap(), (1, 2));
+        let none = Blacklist::new(BlacklistConfig::default());
+        assert_eq!(
+            none.load_from(&dir.path().join("none"), now).unwrap(),
+            (0, 0)
+        );
     }
 }

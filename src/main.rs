@@ -298,7 +298,28 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
         cfg.blacklist.clone(),
         cfg.calibration.clone(),
     ));
-    spawn_feedback_loop(engine.clone(), &cfg.calibration);
+    // the blacklist is kept beside the snapshots, saved on the feedback loop's
+    // cadence and at shutdown, and loaded here (expired entries stay out)
+    let blacklist_file = cfg.snapshot.as_ref().map(|s| s.dir.join("blacklist.jsonl"));
+    if let Some(path) = &blacklist_file {
+        if let Some(dir) = path.parent()
+            && let Err(e) = std::fs::create_dir_all(dir)
+        {
+            eprintln!("blacklist: cannot create {}: {e}", dir.display());
+        }
+        match engine.blacklist().load_from(path, engine.clock().now_ms()) {
+            Ok((0, 0)) => {}
+            Ok((loaded, skipped)) => eprintln!(
+                "blacklist: {loaded} entries restored from {} ({skipped} expired or unreadable skipped)",
+                path.display()
+            ),
+            Err(e) => eprintln!(
+                "blacklist: cannot read {}: {e}; starting empty",
+                path.display()
+            ),
+        }
+    }
+    spawn_feedback_loop(engine.clone(), &cfg.calibration, blacklist_file.clone());
     let node = Arc::new(Node::new(engine.clone(), taxonomy.clone(), source));
     let opts = ServeOptions {
         grpc_addr: cfg.server.grpc_addr,
@@ -358,6 +379,11 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
     eprintln!("shutting down");
     node.set_ready(false);
     running.shutdown().await;
+    if let Some(path) = &blacklist_file
+        && let Err(e) = engine.blacklist().save_to(path, engine.clock().now_ms())
+    {
+        eprintln!("blacklist: cannot save {}: {e}", path.display());
+    }
     if let Some(ingest) = ingest {
         // stops consuming and writes a final snapshot
         tokio::task::spawn_blocking(move || ingest.stop()).await?;
@@ -602,7 +628,11 @@ fn gen_users(users: u64, seed: u64, out: &str) -> Result<()> {
 
 /// Recalibrates the model on the configured cadence, and keeps the
 /// blacklist purged of expired entries and its gauge current.
-fn spawn_feedback_loop(engine: Arc<DecisionEngine>, cfg: &rta_engine::model::CalibrationConfig) {
+fn spawn_feedback_loop(
+    engine: Arc<DecisionEngine>,
+    cfg: &rta_engine::model::CalibrationConfig,
+    blacklist_file: Option<std::path::PathBuf>,
+) {
     let every = Duration::from_secs(cfg.interval_seconds.max(1));
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
@@ -616,6 +646,14 @@ fn spawn_feedback_loop(engine: Arc<DecisionEngine>, cfg: &rta_engine::model::Cal
             for (reason, n) in blacklist.count_by_reason(now) {
                 metrics::gauge!(rta_engine::telemetry::BLACKLIST_ENTRIES, "reason" => reason.label())
                     .set(n as f64);
+            }
+            if let Some(path) = &blacklist_file {
+                let (bl, path) = (blacklist.clone(), path.clone());
+                // file I/O off the async workers
+                let saved = tokio::task::spawn_blocking(move || bl.save_to(&path, now)).await;
+                if let Ok(Err(e)) = saved {
+                    tracing::warn!(error = %e, "cannot save the blacklist");
+                }
             }
         }
     });
