@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prost::Message;
-use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rta_engine::index::UserIndex;
 use rta_engine::ingest::event::{Format, TopicKind};
@@ -41,33 +39,7 @@ fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> 
     c
 }
 
-fn producer(brokers: &str) -> BaseProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "60000")
-        .create()
-        .expect("producer")
-}
-
-fn send(p: &BaseProducer, topic: &str, key: u64, payload: &[u8]) {
-    let key = key.to_string();
-    let mut record = BaseRecord::to(topic).key(&key).payload(payload);
-    loop {
-        match p.send(record) {
-            Ok(()) => break,
-            Err((_, r)) => {
-                // local queue full: serve delivery reports, then retry
-                p.poll(Duration::from_millis(10));
-                record = r;
-            }
-        }
-    }
-}
-
-fn flush(p: &BaseProducer) {
-    p.flush(Duration::from_secs(30))
-        .expect("all events delivered");
-}
+use common::kafka::{flush, producer, send};
 
 fn cart(user: u64, t: i64) -> Vec<u8> {
     pb::BehaviourEvent {

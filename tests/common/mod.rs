@@ -1,6 +1,8 @@
 //! Shared harness: starts a real node on free loopback ports.
 #![allow(dead_code)]
 
+pub mod kafka;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
