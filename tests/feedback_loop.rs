@@ -342,12 +342,7 @@ async fn vectors_feedback_and_control_events_from_kafka_change_the_answers() {
     flush(&p);
     decide_until(&node, 300, "the unlisting", |r| r.take).await;
 
-    let text = reqwest::get(node.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = common::metrics_text(&node).await;
     for line in [
         r#"rta_ingest_skipped_total{topic="fb.vectors",reason="bad_value"} 2"#,
         r#"rta_blacklist_listed_total{reason="media_fraud"} 1"#,

@@ -123,12 +123,7 @@ async fn scores_caps_and_experiments_answer_as_worked_out_by_hand() {
     assert_eq!((rows[0].1.as_str(), rows[0].2), ("t-exp", 3.0));
 
     // every step is counted in /metrics
-    let text = reqwest::get(node.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&node).await;
     for line in [
         r#"rta_strategy_refusals_total{strategy="scored_ctr",reason="score"}"#,
         r#"rta_strategy_refusals_total{strategy="capped",reason="cap"}"#,
@@ -291,12 +286,7 @@ async fn operators_list_and_unlist_devices_and_users_through_the_admin_api() {
         .unwrap();
     assert_eq!(r.status(), 404);
 
-    let text = reqwest::get(node.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&node).await;
     assert!(
         text.lines().any(
             |l| l.starts_with(r#"rta_blacklist_refusals_total{reason="operator"}"#)

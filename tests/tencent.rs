@@ -93,15 +93,6 @@ async fn decide(node: &TestNode, req: &pb::RtaRequest) -> pb::RtaResponse {
         .decoded()
 }
 
-async fn metrics_text(node: &TestNode) -> String {
-    reqwest::get(node.http_url("/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 /// The answer a golden case expects, as an `RtaResponse`, from the JSON the
 /// fixture script wrote (json_format names; absent = not set).
 fn expected_response(v: &serde_json::Value) -> pb::RtaResponse {

@@ -111,6 +111,16 @@ pub async fn start_tencent(tencent: rta_engine::config::TencentConfig) -> TestNo
     .await
 }
 
+/// The node's Prometheus text, as scraped from `/metrics`.
+pub async fn metrics_text(node: &TestNode) -> String {
+    reqwest::get(node.http_url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// lower(md5(lower(imei))), computed independently of the engine's own hashing.
 pub fn imei_md5(imei: &str) -> String {
     hex::encode(Md5::digest(imei.to_lowercase().as_bytes()))
