@@ -367,6 +367,19 @@ mod tests {
         let k = cfg.kafka.unwrap();
         assert_eq!(k.topics[0].kind, crate::ingest::event::TopicKind::Behaviour);
         assert_eq!(k.topics[0].format, crate::ingest::event::Format::Json);
+        for (name, format) in [
+            (
+                "protobuf-delimited",
+                crate::ingest::event::Format::ProtobufDelimited,
+            ),
+            ("json-lines", crate::ingest::event::Format::JsonLines),
+        ] {
+            let cfg: Config = toml::from_str(&format!(
+                "[kafka]\nbrokers = \"k\"\ntopics = [{{ name = \"t\", kind = \"tags\", format = \"{name}\" }}]\n"
+            ))
+            .unwrap();
+            assert_eq!(cfg.kafka.unwrap().topics[0].format, format);
+        }
         assert!(
             toml::from_str::<Config>(
                 "[kafka]\nbrokers = \"k\"\ntopics = [{ name = \"t\", kind = \"clicks\" }]\n"

@@ -259,6 +259,114 @@ async fn poisoned_messages_are_dead_lettered_and_do_not_stall_the_consumer() {
     ingest.stop();
 }
 
+/// One protobuf-delimited frame: the event's length as a varint, then the event.
+fn framed(event: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    prost::encoding::encode_varint(event.len() as u64, &mut out);
+    out.extend_from_slice(event);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_messages_apply_each_good_event_and_dead_letter_each_bad_one() {
+    const BATCHED: &str = "rta.behaviour.batched";
+    const LINES: &str = "rta.tags.lines";
+    let mock = MockCluster::new(1).expect("mock cluster");
+    mock.create_topic(BATCHED, 2, 1).unwrap();
+    mock.create_topic(LINES, 1, 1).unwrap();
+    let brokers = mock.bootstrap_servers();
+    let dir = tempfile::tempdir().unwrap();
+    let dlq = dir.path().join("dead.jsonl");
+    let mut cfg = setup(&brokers, None, Some(dlq.clone()), Offsets::new());
+    cfg.kafka.topics = vec![
+        TopicConfig {
+            name: BATCHED.into(),
+            kind: TopicKind::Behaviour,
+            format: Format::ProtobufDelimited,
+        },
+        TopicConfig {
+            name: LINES.into(),
+            kind: TopicKind::Tags,
+            format: Format::JsonLines,
+        },
+    ];
+    let index = Arc::new(UserIndex::default());
+    let ingest = start(cfg, &index);
+    let p = producer(&brokers);
+    let now = now_ms();
+
+    // users 1 and 2, a frame that is not a BehaviourEvent, user 3, then a
+    // length prefix promising more bytes than are left: the rest is one skip
+    let mut batch = [framed(&cart(1, now)), framed(&cart(2, now))].concat();
+    batch.extend(framed(b"\xff\xff\xff not protobuf"));
+    batch.extend(framed(&cart(3, now)));
+    batch.extend([50u8, 1, 2, 3]);
+    send(&p, BATCHED, 1, &batch);
+    send(
+        &p,
+        BATCHED,
+        2,
+        &[framed(&cart(4, now)), framed(&cart(4, now))].concat(),
+    );
+    let tag = |user: u64, value: &str| {
+        format!(
+            r#"{{"user_id": {user}, "event_time_ms": {now}, "version": 1, "set_tags": [{{"system": "target_group", "value": "{value}"}}]}}"#
+        )
+    };
+    let lines = format!(
+        "{}\r\n\n{}\nnot json at all\n{}",
+        tag(5, "urban_gen_z"),
+        tag(6, "town_family"),
+        tag(7, "martians")
+    );
+    send(&p, LINES, 1, lines.as_bytes());
+    flush(&p);
+
+    eventually(Duration::from_secs(20), "four dead letters", || {
+        std::fs::read_to_string(&dlq)
+            .map(|s| s.lines().count() == 4)
+            .unwrap_or(false)
+    })
+    .await;
+    for user in [1, 2, 3] {
+        assert_eq!(carts(&index, user), 1, "user {user}");
+    }
+    assert_eq!(carts(&index, 4), 2, "both events of a two-event message");
+    let taxonomy = Taxonomy::default_taxonomy();
+    for (user, value) in [(5, "urban_gen_z"), (6, "town_family")] {
+        let code = taxonomy.code("target_group", value).unwrap();
+        assert_eq!(
+            index.with_profile(user, |p| p.tags().contains(&code)),
+            Some(true),
+            "user {user}"
+        );
+    }
+    assert!(index.with_profile(7, |_| ()).is_none());
+    let text = std::fs::read_to_string(&dlq).unwrap();
+    let mut reasons: Vec<(String, String)> = text
+        .lines()
+        .map(|l| {
+            let v = serde_json::from_str::<serde_json::Value>(l).unwrap();
+            (
+                v["topic"].as_str().unwrap().to_string(),
+                v["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    reasons.sort();
+    let want = |t: &str, r: &str| (t.to_string(), r.to_string());
+    assert_eq!(
+        reasons,
+        [
+            want(BATCHED, "undecodable"),
+            want(BATCHED, "undecodable"),
+            want(LINES, "undecodable"),
+            want(LINES, "unknown_tag"),
+        ]
+    );
+    ingest.stop();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_outage_and_request_errors_lose_and_duplicate_nothing() {
     let mock = cluster();
