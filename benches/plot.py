@@ -2,16 +2,21 @@
 """Plot matching latency against the number of live strategies.
 
 Reads what `cargo bench --bench matching` left in criterion's output
-(target/criterion/matching/.../new/benchmark.json and estimates.json) and
+(target/criterion/<group>/.../new/benchmark.json and estimates.json) and
 writes docs/decide_vs_strategies.png: the median time to match one user
 against N strategies, log-log, with criterion's 95 % confidence interval of
-the median as error bars. It also prints the figures as a Markdown table.
+the median as error bars, one panel per benchmark group (workload). It also
+prints the figures as a Markdown table.
 
-Series come from the benchmark ids, `matching/<matcher>/<user>/<N>`. Today the
-only matcher is `linear` (LinearMatcher, a scan of every strategy). An indexed
-matcher benchmarked under its own name (say `matching/index/<user>/<N>`)
-appears beside it with no change here; give it a label and a line style in
-MATCHERS below for a nicer legend.
+Groups are `matching` (every strategy on the one demo catalogue: matches grow
+with N) and `matching_flat` (strategies per advertiser, each on its own data:
+matches stay flat); a group with no results is left out. Series come from the
+benchmark ids, `<group>/<matcher>/<user>/<N>`: the matchers are `linear`
+(LinearMatcher, a scan of every strategy) and `index` (StrategySet::matching);
+another matcher appears with no change here; give it a label and a line style
+in MATCHERS below for a nicer legend. Each panel has a dotted line at 10x the
+index's 1,000-strategy time of its typical user: the "100 k within 10x of
+1 k" target.
 
 Install matplotlib (PyPI) once, e.g. in a virtual environment:
 
@@ -21,7 +26,8 @@ Install matplotlib (PyPI) once, e.g. in a virtual environment:
 or `python3 -m pip install matplotlib` and `python3 benches/plot.py`.
 
 Options: --criterion-dir (default target/criterion), --out (default
-docs/decide_vs_strategies.png), --group (default matching).
+docs/decide_vs_strategies.png), --group (repeatable; default matching and
+matching_flat).
 """
 
 import argparse
@@ -33,6 +39,11 @@ from pathlib import Path
 MATCHERS = {
     "linear": ("linear scan", "-"),
     "index": ("index", "--"),
+}
+# group name -> panel title (unknown names are shown as they are)
+GROUPS = {
+    "matching": "shared catalogue: matches grow with N",
+    "matching_flat": "per-advertiser data: matches stay flat",
 }
 # user name in the benchmark id -> legend label (unknown names are shown as they are)
 USERS = {
@@ -73,23 +84,39 @@ def human(ns: float) -> str:
     return f"{ns:.3g} ns"
 
 
-def print_table(series) -> None:
-    print("| matcher | user | strategies | median | 95 % CI of the median |")
-    print("|---|---|---:|---:|---|")
-    for (matcher, user), points in sorted(series.items()):
-        for n, med, lo, hi in points:
-            print(f"| {matcher} | {user} | {n:,} | {human(med)} | {human(lo)} .. {human(hi)} |")
+def print_table(groups) -> None:
+    print("| group | matcher | user | strategies | median | 95 % CI of the median |")
+    print("|---|---|---|---:|---:|---|")
+    for group, series in groups.items():
+        for (matcher, user), points in sorted(series.items()):
+            for n, med, lo, hi in points:
+                print(
+                    f"| {group} | {matcher} | {user} | {n:,} | {human(med)} "
+                    f"| {human(lo)} .. {human(hi)} |"
+                )
 
 
-def plot(series, out: Path) -> None:
+def plot(groups, out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    users = sorted({user for _, user in series})
+    users = sorted({user for series in groups.values() for _, user in series})
     colours = {u: f"C{i}" for i, u in enumerate(users)}
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig, axes = plt.subplots(
+        1, len(groups), figsize=(7.5 * len(groups), 5.5), dpi=120, sharey=True, squeeze=False
+    )
+    for ax, (group, series) in zip(axes[0], groups.items()):
+        draw(ax, group, series, colours)
+    axes[0][0].set_ylabel("match one user: median time (µs)")
+    fig.suptitle("Matching one user against N strategies (StrategySet::matching vs LinearMatcher)")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+
+
+def draw(ax, group, series, colours) -> None:
     for (matcher, user), points in sorted(series.items()):
         label, style = MATCHERS.get(matcher, (matcher, ":"))
         xs = [p[0] for p in points]
@@ -106,33 +133,36 @@ def plot(series, out: Path) -> None:
             color=colours[user],
             label=f"{label}, {USERS.get(user, user)}",
         )
+    base = [p for p in series.get(("index", "typical_user"), []) if p[0] == 1000]
+    if base:
+        ax.axhline(10 * base[0][1] / 1e3, color="grey", linestyle=":", linewidth=1,
+                   label="10x index, typical user, 1 k")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("live strategies")
-    ax.set_ylabel("match one user: median time (µs)")
-    ax.set_title("Matching one user against N strategies (StrategySet::matching)")
+    ax.set_title(f"{group}: {GROUPS.get(group, group)}", fontsize="medium")
     ax.grid(True, which="both", linewidth=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out)
+    ax.legend(fontsize="x-small")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--criterion-dir", type=Path, default=Path("target/criterion"))
-    parser.add_argument("--group", default="matching")
+    parser.add_argument("--group", action="append")
     parser.add_argument("--out", type=Path, default=Path("docs/decide_vs_strategies.png"))
     args = parser.parse_args()
-    series = read_results(args.criterion_dir, args.group)
-    if not series:
-        print(
-            f"no results under {args.criterion_dir / args.group}: run `cargo bench --bench matching` first",
-            file=sys.stderr,
-        )
+    groups = {}
+    for group in args.group or list(GROUPS):
+        series = read_results(args.criterion_dir, group)
+        if series:
+            groups[group] = series
+        else:
+            print(f"no results under {args.criterion_dir / group}: left out", file=sys.stderr)
+    if not groups:
+        print("nothing to plot: run `cargo bench --bench matching` first", file=sys.stderr)
         return 1
-    print_table(series)
-    plot(series, args.out)
+    print_table(groups)
+    plot(groups, args.out)
     print(f"wrote {args.out}")
     return 0
 

@@ -87,3 +87,11 @@ pub fn unknown_devices(n: usize) -> Vec<DeviceKey> {
     let mut rng = Pcg64Mcg::seed_from_u64(0x0dd_c0de);
     (0..n).map(|_| DeviceKey(rng.random())).collect()
 }
+
+/// A customer of two or three of the advertisers `among` in the per-advertiser
+/// strategy workload: population user `user` with its behaviour moved onto
+/// them (`strategy::generate::advertiser_customer`).
+pub fn customer(taxonomy: &Taxonomy, user: UserId, among: std::ops::Range<u32>) -> UserProfile {
+    rta_engine::strategy::generate::advertiser_customer(SEED, user, today(), taxonomy, among)
+        .expect("generated customers fit a profile")
+}

@@ -32,6 +32,29 @@
 //! own PCG stream, like users in [`crate::population`]), so the first `n`
 //! strategies of a longer run are those of a shorter one, and any one
 //! strategy can be regenerated alone.
+//!
+//! # Two workloads
+//!
+//! By default ([`Workload::Shared`]) every strategy draws on the one demo
+//! catalogue, so what a user matches grows with the number of strategies: a
+//! thousand strategies about the same ten categories hold ten times as many
+//! about the user's categories as a hundred do.
+//! [`Workload::PerAdvertiser`] is how 100,000 live strategies come about in
+//! reality: many advertisers, about a hundred strategies each, each on its
+//! own first-party data. Strategy `i` belongs to advertiser
+//! `i / STRATEGIES_PER_ADVERTISER` and is scoped to that advertiser's data:
+//! its categories, brands and SKUs are the demo catalogue's ids plus
+//! `advertiser * ADVERTISER_ID_STRIDE` (behaviour on one advertiser's site is
+//! not behaviour on another's), and its tags include the advertiser's own
+//! [`FIRST_PARTY`] tags ([`advertiser_taxonomy`] has them). The templates are
+//! the same; those that would otherwise hold for users with no data of the
+//! advertiser (segments, the GOAL overlay's `four_a in {none, ...}`, broad
+//! and prospecting strategies) get a clause on the advertiser's data.
+//! Platform-wide tags and demographics still narrow strategies, as they do in
+//! reality. Users for it are [`advertiser_customer`]s: demo users whose
+//! behaviour is spread over two or three advertisers. Such a user matches
+//! about as many strategies at 100,000 as at 1,000, since the strategies
+//! added belong to advertisers the user never dealt with.
 
 use std::fmt::Write as _;
 
@@ -40,8 +63,93 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::{StrategyError, StrategySet};
-use crate::population::CATALOGUE;
-use crate::taxonomy::Taxonomy;
+use crate::index::UserId;
+use crate::population::{CATALOGUE, generate_user};
+use crate::profile::{Day, ItemKey, ProfileError, Scope, UserProfile};
+use crate::taxonomy::{DEFAULT_TAXONOMY, Taxonomy};
+
+/// Strategies per advertiser in [`Workload::PerAdvertiser`]: strategy `i`
+/// (from 0) belongs to advertiser `i / STRATEGIES_PER_ADVERTISER`.
+pub const STRATEGIES_PER_ADVERTISER: u64 = 100;
+
+/// In [`Workload::PerAdvertiser`], the item ids of advertiser `a` are the
+/// demo catalogue's (categories and brands below 16,000, SKUs below
+/// 1,000,000) plus `a * ADVERTISER_ID_STRIDE`.
+pub const ADVERTISER_ID_STRIDE: u32 = 1_000_000;
+
+/// Advertisers with data of their own: as many as 30-bit item ids hold at
+/// [`ADVERTISER_ID_STRIDE`] (1,073, i.e. 107,300 strategies, more than a
+/// strategy file may hold). Strategies past them reuse advertisers' data
+/// from advertiser 0 on.
+pub const ADVERTISERS: u32 = (ItemKey::MAX_ID + 1) / ADVERTISER_ID_STRIDE;
+
+const _: () = assert!(
+    (ADVERTISERS as u64 - 1) * ADVERTISER_ID_STRIDE as u64 + (ADVERTISER_ID_STRIDE as u64 - 1)
+        <= ItemKey::MAX_ID as u64
+);
+const _: () =
+    assert!(ADVERTISERS as u64 * STRATEGIES_PER_ADVERTISER >= super::MAX_STRATEGIES as u64);
+
+/// The tag system of advertisers' first-party tags in
+/// [`advertiser_taxonomy`]: values `a0000_member`, `a0000_high_value`, ...
+pub const FIRST_PARTY: &str = "first_party";
+
+/// The first-party tags each advertiser has: its members (CRM), its
+/// high-value customers, customers its models say are about to churn, and a
+/// lookalike audience of people like its customers who are not.
+pub const FIRST_PARTY_TAGS: [&str; 4] = ["member", "high_value", "churn_risk", "lookalike"];
+
+/// Which data generated strategies draw on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Workload {
+    /// Every strategy on the one demo catalogue and the shared tag systems:
+    /// what a user matches grows with the number of strategies.
+    #[default]
+    Shared,
+    /// [`STRATEGIES_PER_ADVERTISER`] strategies per advertiser, each scoped
+    /// to its advertiser's own items and first-party tags (see the module
+    /// documentation): what a user matches stays flat as advertisers are
+    /// added. [`Mix::arbitrary`] trees use the advertiser's items too but are
+    /// not scoped (they test matchers, not workloads).
+    PerAdvertiser,
+}
+
+/// The advertiser strategy `i` belongs to in [`Workload::PerAdvertiser`].
+pub fn advertiser_of(i: u64) -> u32 {
+    // below ADVERTISERS, so it fits
+    ((i / STRATEGIES_PER_ADVERTISER) % u64::from(ADVERTISERS)) as u32
+}
+
+/// What advertiser `advertiser`'s item ids are offset by.
+fn item_base(advertiser: u32) -> u32 {
+    (advertiser % ADVERTISERS) * ADVERTISER_ID_STRIDE
+}
+
+/// The [`FIRST_PARTY`] value naming tag `name` of `advertiser`: `a0042_member`.
+pub fn first_party_value(advertiser: u32, name: &str) -> String {
+    format!("a{advertiser:04}_{name}")
+}
+
+/// The default taxonomy plus a [`FIRST_PARTY`] system holding the
+/// [`FIRST_PARTY_TAGS`] of every one of the [`ADVERTISERS`]: what strategies
+/// of [`Workload::PerAdvertiser`] compile against.
+pub fn advertiser_taxonomy() -> Taxonomy {
+    let mut src = String::with_capacity(DEFAULT_TAXONOMY.len() + 24 * 4 * ADVERTISERS as usize);
+    src.push_str(DEFAULT_TAXONOMY);
+    src.push_str(
+        "\n[[system]]\nname = \"first_party\"\n\
+         description = \"Advertisers' own tags (generated per-advertiser workload)\"\nvalues = [\n",
+    );
+    for a in 0..ADVERTISERS {
+        for name in FIRST_PARTY_TAGS {
+            // `write!` into a String cannot fail
+            let _ = writeln!(src, "  \"{}\",", first_party_value(a, name));
+        }
+    }
+    src.push_str("]\n");
+    // built from constants and checked by a unit test: failing is a build defect
+    Taxonomy::from_toml(&src).expect("the advertiser taxonomy is valid")
+}
 
 /// What a generated strategy is for, after the strategy templates of the domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -157,18 +265,29 @@ pub struct StrategyGenerator<'t> {
     taxonomy: &'t Taxonomy,
     seed: u64,
     mix: Mix,
+    workload: Workload,
     next: u64,
 }
 
 impl<'t> StrategyGenerator<'t> {
-    /// A generator with the default [`Mix`], starting at strategy 0.
+    /// A generator with the default [`Mix`] and [`Workload`], starting at strategy 0.
     pub fn new(taxonomy: &'t Taxonomy, seed: u64) -> Self {
         Self {
             taxonomy,
             seed,
             mix: Mix::default(),
+            workload: Workload::default(),
             next: 0,
         }
+    }
+
+    /// The same generator on another workload. For
+    /// [`Workload::PerAdvertiser`], give it [`advertiser_taxonomy`] (with
+    /// another taxonomy, clauses on first-party tags become clauses on the
+    /// advertiser's brands).
+    pub fn with_workload(mut self, workload: Workload) -> Self {
+        self.workload = workload;
+        self
     }
 
     /// The same generator with another mix of strategy kinds.
@@ -184,6 +303,10 @@ impl<'t> StrategyGenerator<'t> {
                 self.seed ^ 0x5354_5241_5445_4759 ^ (i + 1).wrapping_mul(0xd1b5_4a32_d192_ed03),
             ),
             taxonomy: self.taxonomy,
+            advertiser: match self.workload {
+                Workload::Shared => None,
+                Workload::PerAdvertiser => Some(advertiser_of(i)),
+            },
         };
         let roll: f64 = d.rng.random();
         let template = if roll < self.mix.broad {
@@ -209,7 +332,8 @@ impl<'t> StrategyGenerator<'t> {
         };
         let (audience, match_unknown_devices) = match template {
             Template::Broad => (d.broad(), false),
-            Template::Prospecting => (d.prospecting(), true),
+            // an advertiser's prospecting needs its lookalike tag: known users only
+            Template::Prospecting => (d.prospecting(), d.advertiser.is_none()),
             Template::Arbitrary => (d.arbitrary(3), d.chance(0.2)),
             narrow => (d.narrow(narrow), false),
         };
@@ -282,10 +406,79 @@ pub fn strategy_set(
     StrategySet::from_toml(&src, &format!("generated(seed {seed}, {count})"), taxonomy)
 }
 
+/// User `id` of the demo population of `seed` ([`generate_user`]) as a
+/// customer of advertisers of [`Workload::PerAdvertiser`]: two or three of
+/// the advertisers `among` (clamped to `0..ADVERTISERS`), drawn from
+/// `(seed, id)` alone.
+///
+/// Each item the demo user acted on or holds a state with is moved to one of
+/// those advertisers (the same one for all of an item's records, chosen by a
+/// hash of the item and the user), its id offset as the strategies' are. The
+/// user is a member of each of its advertisers with probability 1/2, one of
+/// its high-value customers with 1/5, at risk of churning with 1/10, and in
+/// the lookalike audience of each other advertiser of `among` with 3/20
+/// (tags `taxonomy` lacks are left out). Demographics and platform tags stay
+/// as generated. So the user's data, and what the user can match, is bounded
+/// by `among`, not by the number of advertisers running strategies. With
+/// `among` empty, items keep the demo catalogue's ids (advertiser 0's).
+pub fn advertiser_customer(
+    seed: u64,
+    id: UserId,
+    today: Day,
+    taxonomy: &Taxonomy,
+    among: std::ops::Range<u32>,
+) -> Result<UserProfile, ProfileError> {
+    let demo = generate_user(seed, id, today, taxonomy);
+    let mut rng = Pcg64Mcg::seed_from_u64(
+        seed ^ 0x4144_5645_5254_4953 ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    let among: Vec<u32> = (among.start.min(ADVERTISERS)..among.end.min(ADVERTISERS)).collect();
+    let k = rng.random_range(2..=3usize).min(among.len());
+    let mine: Vec<u32> = among.choose_multiple(&mut rng, k).copied().collect();
+    let salt: u64 = rng.random();
+    let moved = |item: ItemKey| -> ItemKey {
+        if mine.is_empty() || item.scope() == Scope::Strategy || item.id() >= ADVERTISER_ID_STRIDE {
+            return item;
+        }
+        let h = (((item.scope() as u64) << 32) | u64::from(item.id()))
+            .wrapping_add(salt)
+            .wrapping_mul(0xd1b5_4a32_d192_ed03);
+        let advertiser = mine[((h >> 32) % mine.len() as u64) as usize];
+        // below ItemKey::MAX_ID by the constants' checks; kept as is otherwise
+        ItemKey::new(item.scope(), u64::from(item.id() + item_base(advertiser))).unwrap_or(item)
+    };
+    let mut b = demo.to_builder();
+    for (item, _) in &mut b.items {
+        *item = moved(*item);
+    }
+    for record in &mut b.behaviour {
+        record.item = moved(record.item);
+    }
+    let mut tag = |advertiser: u32, name: &str, p: f64, rng: &mut Pcg64Mcg| {
+        if rng.random_bool(p)
+            && let Some(code) = taxonomy.code(FIRST_PARTY, &first_party_value(advertiser, name))
+        {
+            b.tags.push(code);
+        }
+    };
+    for &a in &among {
+        if mine.contains(&a) {
+            tag(a, "member", 0.5, &mut rng);
+            tag(a, "high_value", 0.2, &mut rng);
+            tag(a, "churn_risk", 0.1, &mut rng);
+        } else {
+            tag(a, "lookalike", 0.15, &mut rng);
+        }
+    }
+    b.build()
+}
+
 /// Draws the parts of one strategy from its own random stream.
 struct Draw<'t> {
     rng: Pcg64Mcg,
     taxonomy: &'t Taxonomy,
+    /// The advertiser whose data the strategy is on ([`Workload::PerAdvertiser`]).
+    advertiser: Option<u32>,
 }
 
 const FOUR_A: &[&str] = &["none", "aware", "appeal", "act", "advocate"];
@@ -307,18 +500,26 @@ impl<'t> Draw<'t> {
         self.rng.random_range(lo..=hi)
     }
 
-    /// A catalogue category with its brands.
+    /// What item ids are offset by: the advertiser's, 0 on the shared catalogue.
+    fn base(&self) -> u32 {
+        self.advertiser.map_or(0, item_base)
+    }
+
+    /// A catalogue category (its id offset by [`Draw::base`]) with its brands
+    /// (as in the catalogue: [`Draw::brand_in`] offsets them).
     fn category(&mut self) -> (u32, &'static [u32]) {
-        self.pick(CATALOGUE)
+        let (category, brands) = self.pick(CATALOGUE);
+        (category + self.base(), brands)
     }
 
     /// A brand of `brands`, the first (the advertiser's own) more often.
     fn brand_in(&mut self, brands: &[u32]) -> u32 {
-        match brands.first() {
+        let brand = match brands.first() {
             Some(&own) if self.chance(0.4) => own,
             Some(_) => self.pick(brands),
             None => 8557,
-        }
+        };
+        brand + self.base()
     }
 
     fn brand(&mut self) -> u32 {
@@ -327,7 +528,7 @@ impl<'t> Draw<'t> {
     }
 
     fn sku(&mut self) -> u32 {
-        self.range(100_000, 999_999)
+        self.range(100_000, 999_999) + self.base()
     }
 
     /// `category C` or `brand B` of one catalogue line.
@@ -368,6 +569,22 @@ impl<'t> Draw<'t> {
         self.taxonomy
             .code(system, value)
             .map(|_| format!("{system} == {value}"))
+    }
+
+    /// `first_party == aNNNN_<name>` of the strategy's advertiser, when there
+    /// is one and the taxonomy has the tag.
+    fn own_tag(&self, name: &str) -> Option<String> {
+        let advertiser = self.advertiser?;
+        self.tag_value(FIRST_PARTY, &first_party_value(advertiser, name))
+    }
+
+    /// A clause on the advertiser's data: its tag `name`, or (with a taxonomy
+    /// lacking first-party tags) awareness of one of its brands.
+    fn own_scope(&mut self, name: &str) -> String {
+        match self.own_tag(name) {
+            Some(t) => t,
+            None => format!("four_a(brand {}) >= aware", self.brand()),
+        }
     }
 
     /// A demographic condition in the ranges the demo population draws from.
@@ -527,11 +744,23 @@ impl<'t> Draw<'t> {
                     clauses.push(format!("({})", any.join(" or ")));
                 }
                 let brand = self.brand();
-                clauses.push(format!("four_a(brand {brand}) in {{none, aware, appeal}}"));
+                // `none` would hold for everyone the advertiser never reached
+                let below_act = if self.advertiser.is_some() {
+                    "aware, appeal"
+                } else {
+                    "none, aware, appeal"
+                };
+                clauses.push(format!("four_a(brand {brand}) in {{{below_act}}}"));
                 let lo = self.range(18, 30);
                 clauses.push(format!("age in {lo}..{}", lo + self.range(10, 25)));
             }
             Template::Segment => {
+                // an advertiser's segment starts from its own CRM data
+                if self.advertiser.is_some() {
+                    let name = self.pick(&FIRST_PARTY_TAGS[..3]);
+                    let own = self.own_scope(name);
+                    clauses.push(own);
+                }
                 let k = self.range(1, 2) as usize;
                 if let Some(t) = self.tag("target_group", k) {
                     clauses.push(t);
@@ -586,10 +815,11 @@ impl<'t> Draw<'t> {
                         clauses.push(format!("browse({item}, 30d..60d) >= 1"));
                     }
                     _ => {
-                        match self
-                            .tag_value("scene", "pet_owner")
-                            .zip(self.tag_value("custom", "premium_buyer"))
-                        {
+                        let first = match self.advertiser {
+                            Some(_) => self.own_tag("churn_risk"),
+                            None => self.tag_value("scene", "pet_owner"),
+                        };
+                        match first.zip(self.tag_value("custom", "premium_buyer")) {
                             Some((a, b)) => {
                                 clauses.push(a);
                                 clauses.push(b);
@@ -619,6 +849,9 @@ impl<'t> Draw<'t> {
     }
 
     fn broad(&mut self) -> String {
+        if self.advertiser.is_some() {
+            return self.own_broad();
+        }
         match self.rng.random_range(0..5) {
             0 => {
                 let k = self.range(4, 6) as usize;
@@ -644,7 +877,38 @@ impl<'t> Draw<'t> {
         }
     }
 
+    /// An advertiser's broad strategy: much of its own customer base.
+    fn own_broad(&mut self) -> String {
+        match self.rng.random_range(0..4) {
+            0 => match self.own_tag("member").zip(self.own_tag("high_value")) {
+                Some((a, b)) => format!("{a} or {b}"),
+                None => format!("four_a(brand {}) >= aware", self.brand()),
+            },
+            1 => format!("four_a(brand {}) >= aware", self.brand()),
+            2 => {
+                let brand = self.brand();
+                let (category, _) = self.category();
+                format!("four_a(brand {brand}) >= aware or browse(category {category}, 30d)")
+            }
+            _ => {
+                let (category, _) = self.category();
+                let member = self.own_scope("member");
+                format!("buy(category {category}, 90d) or {member}")
+            }
+        }
+    }
+
     fn prospecting(&mut self) -> String {
+        if self.advertiser.is_some() {
+            // people like the advertiser's customers, who are not (yet)
+            let lookalike = self.own_scope("lookalike");
+            let brand = self.brand();
+            return if self.chance(0.5) {
+                format!("{lookalike} and not buy(brand {brand}, 90d)")
+            } else {
+                format!("{lookalike} and not four_a(brand {brand}) >= act")
+            };
+        }
         match self.rng.random_range(0..4) {
             0 => "os in {android, harmony}".to_string(),
             1 => format!("not buy(brand {}, 90d)", self.brand()),
@@ -939,5 +1203,154 @@ mod tests {
         // a few broad ones match a large share
         assert!((10..=35).contains(&broad.len()), "{} broad", broad.len());
         assert!(mean(&broad) > 0.2, "broad mean share {}", mean(&broad));
+    }
+
+    fn per_advertiser(t: &Taxonomy, seed: u64, n: usize) -> Vec<GeneratedStrategy> {
+        StrategyGenerator::new(t, seed)
+            .with_workload(Workload::PerAdvertiser)
+            .take(n)
+            .collect()
+    }
+
+    fn load_with(strategies: &[GeneratedStrategy], t: &Taxonomy) -> StrategySet {
+        match StrategySet::from_toml(&strategy_file(strategies, "test"), "generated.toml", t) {
+            Ok(set) => set,
+            Err(e) => panic!("generated file does not load: {e}"),
+        }
+    }
+
+    #[test]
+    fn the_advertiser_taxonomy_has_every_advertisers_tags() {
+        let t = advertiser_taxonomy();
+        assert_eq!(ADVERTISERS, 1073);
+        let last = ADVERTISERS - 1;
+        for name in FIRST_PARTY_TAGS {
+            assert!(t.code(FIRST_PARTY, &first_party_value(0, name)).is_some());
+            assert!(
+                t.code(FIRST_PARTY, &first_party_value(last, name))
+                    .is_some()
+            );
+        }
+        assert!(t.code("target_group", "urban_family").is_some());
+        // the largest id of the last advertiser is a valid item id
+        let top = u64::from(item_base(last)) + u64::from(ADVERTISER_ID_STRIDE) - 1;
+        assert!(ItemKey::new(Scope::Sku, top).is_ok());
+        assert_eq!(advertiser_of(0), 0);
+        assert_eq!(advertiser_of(99_999), 999);
+        assert_eq!(advertiser_of(107_300), 0);
+    }
+
+    #[test]
+    fn per_advertiser_strategies_are_deterministic_and_leave_the_default_alone() {
+        let t = advertiser_taxonomy();
+        let long = per_advertiser(&t, 3, 500);
+        assert_eq!(per_advertiser(&t, 3, 120), long[..120]);
+        let g = StrategyGenerator::new(&t, 3).with_workload(Workload::PerAdvertiser);
+        assert_eq!(g.strategy(321), long[321]);
+        // the default workload is unchanged by the taxonomy's extra system
+        assert_eq!(generate(&t, 3, 300), generate(&taxonomy(), 3, 300));
+        // advertiser 4's strategies talk about its items and tags only
+        let mut items = 0;
+        for s in &long[400..500] {
+            assert!(!s.match_unknown_devices, "{}", s.audience);
+            for scope in ["category ", "brand ", "sku "] {
+                for (at, _) in s.audience.match_indices(scope) {
+                    let digits: String = s.audience[at + scope.len()..]
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    let id: u32 = digits.parse().expect("an item id follows its scope");
+                    assert_eq!(id / ADVERTISER_ID_STRIDE, 4, "{}", s.audience);
+                    items += 1;
+                }
+            }
+            for (at, _) in s.audience.match_indices("first_party") {
+                assert!(s.audience[at..].contains("a0004_"), "{}", s.audience);
+            }
+        }
+        assert!(items > 100, "{items} items in 100 strategies");
+        assert!(long[400..500].iter().any(|s| s.audience.contains("a0004_")));
+    }
+
+    #[test]
+    fn a_customer_is_deterministic_and_shops_at_two_or_three_advertisers() {
+        let t = advertiser_taxonomy();
+        for id in 1..=200 {
+            let p = advertiser_customer(42, id, 2518, &t, 0..10).expect("profile fits");
+            assert_eq!(
+                Ok(&p),
+                advertiser_customer(42, id, 2518, &t, 0..10).as_ref(),
+                "user {id}"
+            );
+            let demo = generate_user(42, id, 2518, &t);
+            assert_eq!(p.behaviour().count(), demo.behaviour().count());
+            assert_eq!(p.items().count(), demo.items().count());
+            let mut advertisers: Vec<u32> = p
+                .behaviour()
+                .map(|b| b.item)
+                .chain(p.items().map(|(k, _)| k))
+                .map(|k| k.id() / ADVERTISER_ID_STRIDE)
+                .collect();
+            advertisers.sort_unstable();
+            advertisers.dedup();
+            assert!(advertisers.len() <= 3, "user {id}: {advertisers:?}");
+            assert!(
+                advertisers.iter().all(|a| *a < 10),
+                "user {id}: {advertisers:?}"
+            );
+        }
+    }
+
+    /// Per user, the strategies of `set` it matches, through the index and by
+    /// evaluating every strategy; both must agree.
+    fn matched(set: &StrategySet, users: &[crate::profile::UserProfile]) -> Vec<Vec<u32>> {
+        use crate::strategy::{LinearMatcher, Matcher};
+        users
+            .iter()
+            .map(|p| {
+                let ctx = EvalContext {
+                    profile: p,
+                    known_user: true,
+                    today: 2518,
+                    os: Os::Android,
+                };
+                let (mut idx, mut lin) = (Vec::new(), Vec::new());
+                set.matching(&ctx, None, &mut idx);
+                LinearMatcher.matching(set.strategies(), &ctx, None, &mut lin);
+                assert_eq!(idx, lin, "index and linear scan disagree");
+                idx
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_customers_matches_stay_flat_as_advertisers_are_added() {
+        let t = advertiser_taxonomy();
+        let all = per_advertiser(&t, 7, 10_000);
+        let (small, large) = (load_with(&all[..1_000], &t), load_with(&all, &t));
+        assert_eq!(large.strategies().len(), 10_000);
+        // customers of advertisers 0..10, the advertisers of the first 1,000
+        let users: Vec<_> = (1..=300)
+            .map(|id| advertiser_customer(42, id, 2518, &t, 0..10).expect("profile fits"))
+            .collect();
+        let (at_1k, at_10k) = (matched(&small, &users), matched(&large, &users));
+        let total = |m: &[Vec<u32>]| m.iter().map(Vec::len).sum::<usize>();
+        // users do match, several strategies on average ...
+        assert!(
+            total(&at_1k) >= 2 * users.len(),
+            "{} matches over {} users",
+            total(&at_1k),
+            users.len()
+        );
+        // ... and the 90 advertisers added are not theirs: no more matches
+        for (u, (a, b)) in at_1k.iter().zip(&at_10k).enumerate() {
+            assert!(
+                b.len() <= a.len() + 1,
+                "user {u}: {} then {}",
+                a.len(),
+                b.len()
+            );
+            assert!(b.iter().all(|&i| i < 1_000), "user {u} matches {b:?}");
+        }
     }
 }
