@@ -493,13 +493,31 @@ fn freshness(broker: Broker, rate: u64, seconds: u64, users: u64, decide_rate: u
         std::thread::spawn(move || {
             let new = || Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("valid bounds");
             let (mut from_due, mut from_send) = (new(), new());
+            // the worst sample of each second of sending, to tell a steady
+            // tail from a stall
+            let mut worst: Vec<u64> = Vec::new();
+            let mut first = None;
             for (user, due, sent) in rx {
                 while index.with_profile(user, |_| ()).is_none() {
                     std::thread::sleep(Duration::from_micros(50));
                 }
-                let _ = from_due.record(due.elapsed().as_micros() as u64);
+                let us = due.elapsed().as_micros() as u64;
+                let _ = from_due.record(us);
                 let _ = from_send.record(sent.elapsed().as_micros() as u64);
+                let second = due.duration_since(*first.get_or_insert(due)).as_secs() as usize;
+                if worst.len() <= second {
+                    worst.resize(second + 1, 0);
+                }
+                worst[second] = worst[second].max(us);
             }
+            let worst: Vec<String> = worst
+                .iter()
+                .map(|us| format!("{:.0}", *us as f64 / 1000.0))
+                .collect();
+            println!(
+                "  worst sample per second of sending (ms): {}",
+                worst.join(" ")
+            );
             (from_due, from_send)
         })
     };
@@ -508,7 +526,12 @@ fn freshness(broker: Broker, rate: u64, seconds: u64, users: u64, decide_rate: u
     // one holds its first messages until it does (about half a second here),
     // which is start-up, not freshness
     for part in 0..4u64 {
-        send(&p, &topic, &part.to_string(), &event(base - 1 - part, now_ms(), 0));
+        send(
+            &p,
+            &topic,
+            &part.to_string(),
+            &event(base - 1 - part, now_ms(), 0),
+        );
     }
     p.flush(Duration::from_secs(30))?;
     let start = Instant::now();
