@@ -131,6 +131,12 @@ enum Mode {
         /// Decisions per second run meanwhile (open loop).
         #[arg(long, default_value_t = 20_000)]
         decide_rate: u64,
+        /// The producer's `linger.ms`. At 1 ms the mock broker's log fills
+        /// with tiny message sets, and its fetches slow down as the log grows
+        /// (latency climbed from 10 ms to seconds within 10 s at 50 k/s); 5 ms
+        /// keeps it steady and adds at most 5 ms.
+        #[arg(long, default_value_t = 5)]
+        linger_ms: u64,
     },
     /// Write a snapshot of a generated population and restore it.
     Restore {
@@ -243,12 +249,14 @@ fn main() -> Result<()> {
             partitions,
             users,
             decide_rate,
+            linger_ms,
         } => freshness(
             Broker::new(cli.brokers, partitions)?,
             rate,
             seconds,
             users,
             decide_rate,
+            linger_ms,
         ),
         Mode::Restore {
             users,
@@ -424,7 +432,14 @@ fn wait_until(due: Instant) {
     }
 }
 
-fn freshness(broker: Broker, rate: u64, seconds: u64, users: u64, decide_rate: u64) -> Result<()> {
+fn freshness(
+    broker: Broker,
+    rate: u64,
+    seconds: u64,
+    users: u64,
+    decide_rate: u64,
+    linger_ms: u64,
+) -> Result<()> {
     let (brokers, topic) = (broker.brokers.clone(), broker.topic.clone());
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let today = Clock::System {
@@ -521,7 +536,7 @@ fn freshness(broker: Broker, rate: u64, seconds: u64, users: u64, decide_rate: u
             (from_due, from_send)
         })
     };
-    let p = producer(&brokers, "1")?;
+    let p = producer(&brokers, &linger_ms.to_string())?;
     // a steady producer is connected and knows the topic's partitions; a new
     // one holds its first messages until it does (about half a second here),
     // which is start-up, not freshness
