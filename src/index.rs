@@ -32,6 +32,7 @@ use hashbrown::hash_table::Entry;
 
 use crate::ids::DeviceKey;
 use crate::profile::{Day, ProfileBuilder, ProfileError, UserProfile};
+use crate::table_memory::TableAlloc;
 
 /// A user's id in the advertiser's One-ID system.
 pub type UserId = u64;
@@ -98,8 +99,30 @@ impl<T> Sharded<T> {
     /// that hashbrown keeps as a tag.
     #[inline]
     fn of(&self, hash: u64) -> &RwLock<T> {
-        let i = (((hash >> 24) & 0xffff_ffff) * self.shards.len() as u64) >> 32;
-        &self.shards[i as usize].0
+        &self.shards[self.index_of(hash)].0
+    }
+
+    /// The position of `hash`'s shard (see [`Sharded::of`]).
+    #[inline]
+    fn index_of(&self, hash: u64) -> usize {
+        ((((hash >> 24) & 0xffff_ffff) * self.shards.len() as u64) >> 32) as usize
+    }
+
+    /// Write-locks shard `i` if no other thread holds it.
+    fn try_write_at(&self, i: usize) -> Option<RwLockWriteGuard<'_, T>> {
+        match self.shards[i].0.try_write() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Write-locks shard `i`, waiting for it.
+    fn write_at(&self, i: usize) -> RwLockWriteGuard<'_, T> {
+        self.shards[i]
+            .0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     #[inline]
@@ -141,16 +164,11 @@ fn plan(items: usize) -> (usize, usize) {
     if items == 0 {
         return (min, 0);
     }
-    let slots = |cap: usize| match cap {
-        0..4 => 4,
-        4..8 => 8,
-        _ => (cap.saturating_mul(8) / 7).next_power_of_two(),
-    };
     (min..2 * min)
         .map(|shards| {
             let mean = items.div_ceil(shards);
             let cap = mean + 4 * mean.isqrt() + 8;
-            (shards.saturating_mul(slots(cap)), shards, cap)
+            (shards.saturating_mul(buckets_for(cap)), shards, cap)
         })
         .min()
         .map_or((min, 0), |(_, shards, cap)| (shards, cap))
@@ -178,9 +196,9 @@ fn tag(key: &DeviceKey) -> DeviceTag {
 /// A device shard: device tags and their users' ids.
 enum DeviceTable {
     /// Every id in the shard fits 4 bytes (16-byte slots).
-    Narrow(HashTable<(DeviceTag, u32)>),
+    Narrow(HashTable<(DeviceTag, u32), TableAlloc>),
     /// Some id does not (24-byte slots).
-    Wide(HashTable<(DeviceTag, UserId)>),
+    Wide(HashTable<(DeviceTag, UserId), TableAlloc>),
 }
 
 impl DeviceTable {
@@ -202,7 +220,8 @@ impl DeviceTable {
         if let Self::Narrow(t) = self
             && u32::try_from(user).is_err()
         {
-            let mut wide = HashTable::with_capacity(t.capacity().max(t.len() + 1));
+            let mut wide =
+                HashTable::with_capacity_in(t.capacity().max(t.len() + 1), t.allocator().clone());
             for (k, u) in t.drain() {
                 wide.insert_unique(rehash(&k), (k, UserId::from(u)), |e| rehash(&e.0));
             }
@@ -270,15 +289,44 @@ impl DeviceTable {
             Self::Wide(t) => t.allocation_size(),
         }
     }
+
+    fn slots(&self) -> Option<Slots> {
+        match self {
+            Self::Narrow(t) => Slots::of(t),
+            Self::Wide(t) => Slots::of(t),
+        }
+    }
+}
+
+/// At least the bytes hashbrown allocates for a table of `T` made with
+/// capacity `capacity`: a slot and a control byte per bucket, a group of
+/// trailing control bytes and alignment.
+fn allocated_bytes<T>(capacity: usize) -> usize {
+    if capacity == 0 {
+        return 0; // no allocation
+    }
+    buckets_for(capacity)
+        .saturating_mul(size_of::<T>() + 1)
+        .saturating_add(128)
+}
+
+/// The buckets hashbrown gives a table made with capacity `capacity` (at
+/// most 7/8 full; small tables differ a little, which no caller minds).
+fn buckets_for(capacity: usize) -> usize {
+    match capacity {
+        0..4 => 4,
+        4..8 => 8,
+        _ => (capacity.saturating_mul(8) / 7).next_power_of_two(),
+    }
 }
 
 /// A profile shard: user ids and their profiles.
 enum ProfileTable {
     /// Every id in the shard fits 4 bytes (12-byte slots: a profile is a
     /// 4-aligned thin pointer).
-    Narrow(HashTable<(u32, UserProfile)>),
+    Narrow(HashTable<(u32, UserProfile), TableAlloc>),
     /// Some id does not (16-byte slots).
-    Wide(HashTable<(UserId, UserProfile)>),
+    Wide(HashTable<(UserId, UserProfile), TableAlloc>),
 }
 
 impl ProfileTable {
@@ -309,7 +357,8 @@ impl ProfileTable {
         if let Self::Narrow(t) = self
             && u32::try_from(user).is_err()
         {
-            let mut wide = HashTable::with_capacity(t.capacity().max(t.len() + 1));
+            let mut wide =
+                HashTable::with_capacity_in(t.capacity().max(t.len() + 1), t.allocator().clone());
             for (u, p) in t.drain() {
                 wide.insert_unique(rehash(u.into()), (u.into(), p), |e| rehash(e.0));
             }
@@ -378,6 +427,13 @@ impl ProfileTable {
             Self::Wide(t) => t.allocation_size(),
         }
     }
+
+    fn slots(&self) -> Option<Slots> {
+        match self {
+            Self::Narrow(t) => Slots::of(t),
+            Self::Wide(t) => Slots::of(t),
+        }
+    }
 }
 
 /// Devices -> users -> profiles.
@@ -418,13 +474,25 @@ impl UserIndex {
     pub fn with_capacities(users: usize, devices: usize) -> Self {
         let (device_shards, per_device_shard) = plan(devices);
         let (profile_shards, per_profile_shard) = plan(users);
+        // one region for all pre-sized tables (see `table_memory`)
+        let alloc = TableAlloc::with_region(
+            device_shards
+                .saturating_mul(allocated_bytes::<(DeviceTag, u32)>(per_device_shard))
+                .saturating_add(
+                    profile_shards
+                        .saturating_mul(allocated_bytes::<(u32, UserProfile)>(per_profile_shard)),
+                ),
+        );
         Self {
             seeds: Seeds::random(),
             devices: Sharded::new(device_shards, || {
-                DeviceTable::Narrow(HashTable::with_capacity(per_device_shard))
+                DeviceTable::Narrow(HashTable::with_capacity_in(per_device_shard, alloc.clone()))
             }),
             profiles: Sharded::new(profile_shards, || {
-                ProfileTable::Narrow(HashTable::with_capacity(per_profile_shard))
+                ProfileTable::Narrow(HashTable::with_capacity_in(
+                    per_profile_shard,
+                    alloc.clone(),
+                ))
             }),
             tombstones: DashMap::with_hasher(ahash::RandomState::new()),
             profile_heap_bytes: AtomicU64::new(0),
@@ -738,6 +806,315 @@ impl UserIndex {
     }
 }
 
+/// Users a [`BulkLoader`] buffers before inserting them.
+const BULK_FLUSH: usize = 1 << 19;
+
+/// Inserts many users into an index being restored, shard by shard.
+///
+/// [`UserIndex::upsert`] one user at a time takes two or three shard locks
+/// per user (the lock words bounce between the inserting threads), checks
+/// for devices to relink, and writes a random slot of the whole index (all
+/// of it, hundreds of MB, a cache and TLB miss per slot). A loader instead
+/// buffers users per shard (a device goes to its device shard, a profile to
+/// its profile shard) and every [`BULK_FLUSH`] users inserts each shard's
+/// batch under one lock: one table of a few MB at a time, whose lines and
+/// pages stay cached through the batch. Several loaders may fill one index
+/// at once (each starts its pass at a different shard and takes shards
+/// another holds last). What order-dependent cases a file might hold (a
+/// user twice, a device under two users; never in a snapshot the engine
+/// wrote) are put right by [`UserIndex::finish_bulk`], which must run once
+/// every loader has finished.
+pub struct BulkLoader<'a> {
+    index: &'a UserIndex,
+    /// Per profile shard: hash, user, profile.
+    profiles: Vec<Vec<(u64, UserId, UserProfile)>>,
+    /// Per device shard: hash, tag, user.
+    devices: Vec<Vec<(u64, DeviceTag, UserId)>>,
+    /// Users buffered since the last flush.
+    buffered: usize,
+    /// Heap bytes of the profiles buffered (counted while they are in cache).
+    heap_bytes: u64,
+    /// This loader's share of the shard passes: `part` of `parts`.
+    part: (usize, usize),
+    /// What [`UserIndex::finish_bulk`] has to put right.
+    repairs: BulkRepairs,
+}
+
+/// Cases left for [`UserIndex::finish_bulk`] by [`BulkLoader`]s.
+#[derive(Default)]
+pub struct BulkRepairs {
+    /// Profiles replaced by a later one of the same user.
+    replaced: Vec<(UserId, UserProfile)>,
+    /// Device tags claimed by two users (the two).
+    claimed_twice: Vec<(DeviceTag, UserId, UserId)>,
+}
+
+impl BulkRepairs {
+    /// Adds `other`'s cases to these.
+    pub fn merge(&mut self, mut other: BulkRepairs) {
+        self.replaced.append(&mut other.replaced);
+        self.claimed_twice.append(&mut other.claimed_twice);
+    }
+}
+
+impl<'a> BulkLoader<'a> {
+    /// Adds `user`'s profile (and links its devices), inserting at the next
+    /// flush. Doubtful devices are dropped, as [`UserIndex::upsert`] does.
+    pub fn push(&mut self, user: UserId, profile: UserProfile) -> Result<(), ProfileError> {
+        let profile = if profile.devices().any(|d| d.is_doubtful()) {
+            let mut b = profile.to_builder();
+            b.devices.retain(|d| !d.is_doubtful());
+            b.build()?
+        } else {
+            profile
+        };
+        let (index, seeds) = (self.index, self.index.seeds);
+        for d in profile.devices() {
+            let t = tag(&d);
+            let h = seeds.device(&t);
+            self.devices[index.devices.index_of(h)].push((h, t, user));
+        }
+        let h = seeds.user(user);
+        self.heap_bytes += profile.heap_bytes() as u64;
+        self.profiles[index.profiles.index_of(h)].push((h, user, profile));
+        self.buffered += 1;
+        if self.buffered >= BULK_FLUSH {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Inserts everything buffered.
+    pub fn flush(&mut self) {
+        let index = self.index;
+        let seeds = index.seeds;
+        let (part, parts) = self.part;
+        let added = std::mem::take(&mut self.heap_bytes);
+        let mut removed = 0u64;
+        let replaced = &mut self.repairs.replaced;
+        each_shard(
+            &index.profiles,
+            &mut self.profiles,
+            part,
+            parts,
+            |shard, batch| {
+                insert_ahead(
+                    shard,
+                    batch,
+                    ProfileTable::slots,
+                    |e| e.0,
+                    |shard, (h, user, profile)| {
+                        if let Some(old) = shard.insert(h, user, profile, |u| seeds.user(u)) {
+                            removed += old.heap_bytes() as u64;
+                            replaced.push((user, old));
+                        }
+                    },
+                );
+            },
+        );
+        index
+            .profile_heap_bytes
+            .fetch_add(added.wrapping_sub(removed), Ordering::Relaxed);
+        let claimed_twice = &mut self.repairs.claimed_twice;
+        each_shard(
+            &index.devices,
+            &mut self.devices,
+            part,
+            parts,
+            |shard, batch| {
+                insert_ahead(
+                    shard,
+                    batch,
+                    DeviceTable::slots,
+                    |e| e.0,
+                    |shard, (h, t, user)| {
+                        if let Some(prev) = shard.insert(h, t, user, |k| seeds.device(k))
+                            && prev != user
+                        {
+                            claimed_twice.push((t, prev, user));
+                        }
+                    },
+                );
+            },
+        );
+        self.buffered = 0;
+    }
+
+    /// Flushes and returns what [`UserIndex::finish_bulk`] has to put right.
+    pub fn finish(mut self) -> BulkRepairs {
+        self.flush();
+        self.repairs
+    }
+}
+
+/// Inserts are prefetched this many entries ahead.
+const AHEAD: usize = 8;
+
+/// Empties `batch` into `insert` in order, prefetching the slot of the entry
+/// [`AHEAD`] places on: the inserts are independent but each would otherwise
+/// wait for a cache miss on its control group and on its slot in turn.
+/// `slots` tells where `shard`'s slots are once it holds an entry.
+fn insert_ahead<S, E>(
+    shard: &mut S,
+    batch: &mut Vec<E>,
+    slots: impl Fn(&S) -> Option<Slots>,
+    hash: impl Fn(&E) -> u64,
+    mut insert: impl FnMut(&mut S, E),
+) {
+    let mut entries = batch.drain(..);
+    let mut found = None;
+    let mut ahead = 0; // entries prefetched beyond the next one
+    while let Some(e) = entries.next() {
+        if found.is_none() {
+            found = slots(shard);
+        }
+        if let Some(s) = &found {
+            let rest = entries.as_slice();
+            for later in &rest[ahead.min(rest.len())..AHEAD.min(rest.len())] {
+                s.prefetch(hash(later));
+            }
+            ahead = AHEAD.min(rest.len()).saturating_sub(1);
+        }
+        insert(shard, e);
+    }
+}
+
+/// Where a table keeps the group and slot that a hash probes first, to
+/// prefetch them.
+///
+/// Worked out from one full bucket's address and hashbrown's layout (the
+/// slot of bucket `i` at `ctrl - (i + 1) * size_of::<T>()`, probing from
+/// bucket `hash & mask`). Should that layout ever change, or the table grow
+/// meanwhile, the prefetches go to the wrong addresses and nothing else
+/// happens: a prefetch reads nothing into the program and never faults.
+struct Slots {
+    ctrl: usize,
+    mask: usize,
+    size: usize,
+}
+
+impl Slots {
+    /// `None` for an empty table (no bucket to start from).
+    fn of<T>(t: &HashTable<T, TableAlloc>) -> Option<Self> {
+        if t.is_empty() {
+            return None;
+        }
+        let i = t.iter_buckets().next()?;
+        let at = std::ptr::from_ref(t.get_bucket(i)?) as usize;
+        Some(Self {
+            ctrl: at.wrapping_add((i + 1).wrapping_mul(size_of::<T>())),
+            mask: t.num_buckets().wrapping_sub(1),
+            size: size_of::<T>(),
+        })
+    }
+
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        let bucket = hash as usize & self.mask;
+        let group = self.ctrl.wrapping_add(bucket);
+        let slot = self
+            .ctrl
+            .wrapping_sub(bucket.wrapping_add(1).wrapping_mul(self.size));
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+            // SAFETY: `_mm_prefetch` needs SSE, which every x86-64 CPU has;
+            // a prefetch is a hint that neither dereferences the address
+            // for the program nor faults, whatever the address.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(group));
+                _mm_prefetch::<_MM_HINT_T0>(std::ptr::without_provenance(slot));
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (group, slot);
+    }
+}
+
+/// Runs `insert` on every non-empty batch with its shard write-locked,
+/// starting at the `part`-th of `parts` stretches of shards and leaving
+/// shards another thread holds for last.
+fn each_shard<T, E>(
+    sharded: &Sharded<T>,
+    batches: &mut [Vec<E>],
+    part: usize,
+    parts: usize,
+    mut insert: impl FnMut(&mut T, &mut Vec<E>),
+) {
+    let n = batches.len();
+    let start = part * n / parts.max(1);
+    let mut busy = Vec::new();
+    for i in (start..n).chain(0..start) {
+        if batches[i].is_empty() {
+            continue;
+        }
+        match sharded.try_write_at(i) {
+            Some(mut shard) => insert(&mut shard, &mut batches[i]),
+            None => busy.push(i),
+        }
+    }
+    for i in busy {
+        insert(&mut sharded.write_at(i), &mut batches[i]);
+    }
+}
+
+impl UserIndex {
+    /// A [`BulkLoader`] into this index, the `part`-th of `parts` loaders
+    /// filling it at once.
+    pub fn bulk_loader(&self, part: usize, parts: usize) -> BulkLoader<'_> {
+        BulkLoader {
+            index: self,
+            profiles: (0..self.profiles.shards.len())
+                .map(|_| Vec::new())
+                .collect(),
+            devices: (0..self.devices.shards.len()).map(|_| Vec::new()).collect(),
+            buffered: 0,
+            heap_bytes: 0,
+            part: (part, parts.max(1)),
+            repairs: BulkRepairs::default(),
+        }
+    }
+
+    /// Puts right what bulk loading left order-dependent, once every loader
+    /// has finished: devices of a replaced profile that the profile kept no
+    /// longer lists are unlinked, and a device claimed by two users stays
+    /// with the one it ended up linked to and leaves the other's profile
+    /// (as [`UserIndex::upsert`] in some order would have had it).
+    pub fn finish_bulk(&self, repairs: BulkRepairs) -> Result<(), ProfileError> {
+        for (user, old) in repairs.replaced {
+            let kept: Vec<DeviceKey> = self
+                .with_profile(user, |p| p.devices().collect())
+                .unwrap_or_default();
+            for d in old.devices() {
+                if !kept.contains(&d) {
+                    self.unlink_device_of(&d, user);
+                }
+            }
+        }
+        for (t, a, b) in repairs.claimed_twice {
+            let h = self.seeds.device(&t);
+            let linked = self.devices.read(h).get(h, &t);
+            for user in [a, b] {
+                if linked != Some(user) {
+                    self.drop_tag_from_profile(user, &t)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the devices with tag `t` from `user`'s profile.
+    fn drop_tag_from_profile(&self, user: UserId, t: &DeviceTag) -> Result<(), ProfileError> {
+        let listed = self
+            .with_profile(user, |p| p.devices().find(|d| tag(d) == *t))
+            .flatten();
+        match listed {
+            Some(d) => self.drop_device_from_profile(user, d),
+            None => Ok(()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -951,5 +1328,91 @@ mod tests {
         idx.upsert(1, profile(&[0, 4])).unwrap();
         assert_eq!(idx.devices(), 1);
         assert_eq!(idx.resolve(&[DeviceKey([0; 16])]), None);
+    }
+
+    /// Every linked device resolves to a user whose profile lists it, and
+    /// every device a profile lists resolves to that user.
+    fn assert_consistent(idx: &UserIndex) {
+        let mut listed = 0;
+        idx.for_each(|u, p| {
+            for d in p.devices() {
+                assert_eq!(idx.resolve(&[d]), Some(u), "{d:?} of {u}");
+                listed += 1;
+            }
+        });
+        assert_eq!(idx.devices(), listed);
+        let mut heap = 0;
+        idx.for_each(|_, p| heap += p.heap_bytes() as u64);
+        assert_eq!(idx.profile_heap_bytes(), heap);
+    }
+
+    #[test]
+    fn bulk_loading_inserts_what_upserting_does() {
+        let idx = UserIndex::with_capacity(3_000);
+        let mut a = idx.bulk_loader(0, 2);
+        let mut b = idx.bulk_loader(1, 2);
+        for u in 1..=3_000u64 {
+            let loader = if u % 3 == 0 { &mut a } else { &mut b };
+            loader.push(u, profile_of(u, u as u8)).unwrap();
+        }
+        // a wide id widens its shards on the way
+        a.push(u64::MAX, profile_of(u64::MAX, 1)).unwrap();
+        let mut repairs = a.finish();
+        repairs.merge(b.finish());
+        idx.finish_bulk(repairs).unwrap();
+        assert_eq!((idx.users(), idx.devices()), (3_001, 3_001));
+        for u in (1..=3_000u64).chain([u64::MAX]) {
+            assert_eq!(idx.resolve(&[key_of(u)]), Some(u));
+        }
+        assert_consistent(&idx);
+    }
+
+    #[test]
+    fn a_large_pre_sized_index_carves_its_tables_from_one_region_and_still_grows() {
+        let users = 150_000;
+        let idx = UserIndex::with_capacities(users, users);
+        let in_region = |idx: &UserIndex| match &*idx.devices.shards[0].0.read().unwrap() {
+            DeviceTable::Narrow(t) => t.allocator().has_region(),
+            DeviceTable::Wide(t) => t.allocator().has_region(),
+        };
+        if !in_region(&idx) {
+            return; // no mapping on this system
+        }
+        let before = idx.table_bytes();
+        // three times the users it was sized for: every shard grows out of
+        // the region (its block given back) into the global allocator
+        let mut loader = idx.bulk_loader(0, 1);
+        for u in 1..=3 * users as u64 {
+            loader.push(u, profile_of(u, 0)).unwrap();
+        }
+        idx.finish_bulk(loader.finish()).unwrap();
+        assert!(idx.table_bytes().0 > before.0 && idx.table_bytes().1 > before.1);
+        assert_eq!(idx.users(), 3 * users);
+        for u in (1..=3 * users as u64).step_by(997) {
+            assert_eq!(idx.resolve(&[key_of(u)]), Some(u));
+        }
+        assert_consistent(&idx);
+        idx.clear();
+        assert_eq!(idx.users(), 0);
+    }
+
+    #[test]
+    fn bulk_loading_puts_right_a_user_twice_and_a_device_under_two_users() {
+        let idx = UserIndex::default();
+        let mut loader = idx.bulk_loader(0, 1);
+        loader.push(1, profile(&[1, 2])).unwrap();
+        loader.push(2, profile(&[2, 3])).unwrap(); // claims device 2 as well
+        loader.push(3, profile(&[4, 5])).unwrap();
+        loader.push(3, profile(&[5, 6, 0])).unwrap(); // user 3 again; 0 is doubtful
+        idx.finish_bulk(loader.finish()).unwrap();
+        assert_eq!(idx.users(), 3);
+        // the later claim and the later profile win, as with upserts in file order
+        assert_eq!(idx.resolve(&[DeviceKey([2; 16])]), Some(2));
+        assert_eq!(idx.with_profile(1, |p| p.devices().count()), Some(1));
+        assert_eq!(idx.resolve(&[DeviceKey([4; 16])]), None);
+        assert_eq!(idx.resolve(&[DeviceKey([6; 16])]), Some(3));
+        assert_eq!(idx.resolve(&[DeviceKey([0; 16])]), None);
+        assert_eq!(idx.with_profile(3, |p| p.devices().count()), Some(2));
+        assert_consistent(&idx);
     }
 }

@@ -22,5 +22,6 @@ pub mod record;
 pub mod serve;
 pub mod snapshot;
 pub mod strategy;
+mod table_memory;
 pub mod taxonomy;
 pub mod telemetry;

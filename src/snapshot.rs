@@ -10,16 +10,19 @@
 //! either the old snapshot or the new one, never half of one. On load, the
 //! newest file whose checksum and counts verify wins (read once: the checksum
 //! is checked at the end and a corrupt file's users are dropped again); a
-//! truncated or corrupt one is reported and skipped.
+//! truncated or corrupt one is reported and skipped. One thread reads and
+//! checksums the file; one per core decodes the profiles and inserts them
+//! shard by shard ([`crate::index::BulkLoader`]).
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::PoisonError;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::index::{UserId, UserIndex};
-use crate::profile::{ProfileError, UserProfile};
+use crate::index::{BulkLoader, BulkRepairs, UserId, UserIndex};
+use crate::profile::{MAX_WORDS, ProfileError, UserProfile};
 
 const MAGIC: &[u8; 8] = b"RTASNAP3";
 /// The previous format (profiles without the vector fields), still restored.
@@ -78,19 +81,6 @@ impl<W: Write> Write for CrcWriter<W> {
     }
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
-    }
-}
-
-struct CrcReader<R: Read> {
-    inner: R,
-    crc: crc32fast::Hasher,
-}
-
-impl<R: Read> Read for CrcReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.crc.update(&buf[..n]);
-        Ok(n)
     }
 }
 
@@ -314,18 +304,77 @@ pub fn verify(path: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
+/// The body of a snapshot (everything the checksum covers), read in large
+/// blocks and checksummed as it is read.
+struct Input {
+    file: io::Take<File>,
+    crc: crc32fast::Hasher,
+    /// The block being read; `buf[pos..end]` is read and not yet used.
+    buf: Vec<u8>,
+    pos: usize,
+    end: usize,
+}
+
+impl Input {
+    /// Makes at least `n` unused bytes available; false when the body ends first.
+    fn fill(&mut self, n: usize) -> io::Result<bool> {
+        if self.end - self.pos >= n {
+            return Ok(true);
+        }
+        self.buf.copy_within(self.pos..self.end, 0);
+        self.end -= self.pos;
+        self.pos = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            let got = self.file.read(&mut self.buf[self.end..])?;
+            if got == 0 {
+                return Ok(false);
+            }
+            self.crc.update(&self.buf[self.end..self.end + got]);
+            self.end += got;
+        }
+        Ok(true)
+    }
+
+    fn read_exact(&mut self, out: &mut [u8]) -> io::Result<()> {
+        if !self.fill(out.len())? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        out.copy_from_slice(&self.buf[self.pos..self.pos + out.len()]);
+        self.pos += out.len();
+        Ok(())
+    }
+}
+
+/// Bytes of profiles handed to a decoding thread at a time.
+const BLOCK: usize = 4 << 20;
+
+/// A block of whole profile records (`more` byte, user id, profile) and
+/// where in it they are.
+type Block = (Vec<u8>, std::ops::Range<usize>);
+
 fn load(
     path: &Path,
     index: &UserIndex,
     progress: &mut impl FnMut(u64),
 ) -> Result<(Offsets, u64), SnapshotError> {
-    let file = File::open(path).map_err(|source| SnapshotError::Io {
+    let io_err = |source| SnapshotError::Io {
         path: path.to_path_buf(),
         source,
-    })?;
-    let mut r = CrcReader {
-        inner: BufReader::with_capacity(1 << 20, file),
+    };
+    let file = File::open(path).map_err(io_err)?;
+    let len = file.metadata().map_err(io_err)?.len();
+    if len < 8 + 8 + 12 {
+        return Err(corrupt(path, "too short"));
+    }
+    let mut r = Input {
+        file: file.take(len - 12),
         crc: crc32fast::Hasher::new(),
+        buf: vec![0; BLOCK],
+        pos: 0,
+        end: 0,
     };
     let c = |e: io::Error| corrupt(path, e.to_string());
     let mut magic = [0u8; 8];
@@ -361,35 +410,67 @@ fn load(
         r.read_exact(&mut u8x8).map_err(c)?;
         index.restore_tombstone(user, i64::from_le_bytes(u8x8));
     }
-    let users = insert_in_parallel(index, |send| {
+    // the profile header's size; its word count is its last 4 bytes
+    let header = if v2 { 26 } else { 30 };
+    let users = load_in_parallel(path, index, v2, |send, recycled| {
         let mut users = 0u64;
-        let mut batch = Vec::with_capacity(BATCH);
         loop {
-            let mut more = [0u8; 1];
-            r.read_exact(&mut more).map_err(c)?;
-            if more[0] == 0 {
-                break;
+            // whole records at the front of the buffer
+            let (buf, end) = (&r.buf, r.end);
+            let mut at = r.pos;
+            let mut n = 0u64;
+            let mut need = 1;
+            let mut last = false;
+            while at < end {
+                if buf[at] == 0 {
+                    last = true;
+                    break;
+                }
+                let words_at = at + 1 + 8 + header - 4;
+                if end < words_at + 4 {
+                    need = words_at + 4 - at;
+                    break;
+                }
+                let mut w = [0u8; 4];
+                w.copy_from_slice(&buf[words_at..words_at + 4]);
+                let words = u32::from_le_bytes(w) as usize;
+                if words > MAX_WORDS {
+                    return Err(corrupt(path, "profile counts do not fit its words"));
+                }
+                let record = 1 + 8 + header + 4 * words;
+                if end - at < record {
+                    need = record;
+                    break;
+                }
+                at += record;
+                n += 1;
             }
-            r.read_exact(&mut u8x8).map_err(c)?;
-            let user: UserId = u64::from_le_bytes(u8x8);
-            let profile = if v2 {
-                UserProfile::read_from_v2(&mut r)
-            } else {
-                UserProfile::read_from(&mut r)
-            };
-            batch.push((user, profile.map_err(c)?));
-            if batch.len() == BATCH
-                && !send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)))
-            {
-                return Ok(users); // an inserter failed: its error is reported
-            }
-            users += 1;
-            if users.is_multiple_of(1_000_000) {
-                progress(users);
+            if n > 0 {
+                // hand the records over; the rest moves to a recycled buffer
+                let mut next = recycled()?;
+                let rest = end - at;
+                if next.len() < rest.max(BLOCK) {
+                    next.resize(rest.max(BLOCK), 0);
+                }
+                next[..rest].copy_from_slice(&r.buf[at..end]);
+                let block = std::mem::replace(&mut r.buf, next);
+                let records = r.pos..at;
+                (r.pos, r.end) = (0, rest);
+                if !send((block, records)) {
+                    return Ok(users); // a decoder failed: its error is reported
+                }
+                let before = users;
+                users += n;
+                if users / 1_000_000 > before / 1_000_000 {
+                    progress(users / 1_000_000 * 1_000_000);
+                }
+            } else if last {
+                r.pos = at + 1; // the end-of-profiles byte
+                return Ok(users);
+            } else if !r.fill(need).map_err(c)? {
+                return Err(corrupt(path, "truncated profile"));
             }
         }
-        send(batch);
-        Ok(users)
     })
     .map_err(|e| match e {
         Loaded::Read(e) => e,
@@ -399,9 +480,13 @@ fn load(
     if u64::from_le_bytes(u8x8) != users {
         return Err(corrupt(path, "user count mismatch"));
     }
-    let crc = r.crc.clone().finalize();
+    if r.pos != r.end || r.fill(1).map_err(c)? {
+        return Err(corrupt(path, "data after the user count"));
+    }
+    let crc = r.crc.finalize();
     let mut tail = [0u8; 12];
-    r.inner
+    r.file
+        .into_inner()
         .read_exact(&mut tail)
         .map_err(|_| corrupt(path, "truncated trailer"))?;
     if &tail[4..] != END {
@@ -413,9 +498,6 @@ fn load(
     Ok((offsets, users))
 }
 
-/// Users handed to an inserter thread at a time.
-const BATCH: usize = 1024;
-
 /// Why a parallel load stopped.
 enum Loaded {
     /// Reading or decoding the file failed.
@@ -424,54 +506,120 @@ enum Loaded {
     Insert(ProfileError),
 }
 
-/// Runs `read` on this thread, which hands batches of users to `send`, and
-/// inserts them into `index` on one thread per core: hash inserts, not
-/// reading, are most of a restore, and the index takes them concurrently.
-/// Order does not matter: a snapshot holds each user once and each device
-/// under one user. `send` returns false once an inserter has failed; the
-/// first failure is returned after all threads stopped.
-fn insert_in_parallel(
+/// Runs `read` on this thread, which checksums the file and hands blocks of
+/// whole profile records to `send` (taking buffers from `recycled`, which
+/// waits for one to come back once a few are out), and decodes and inserts
+/// them on one thread per core, each through its own [`BulkLoader`]:
+/// decoding (an allocation per profile) and hash inserts, not reading, are
+/// most of a restore. Order does not matter: a snapshot holds each user once
+/// and each device under one user (and [`UserIndex::finish_bulk`] puts right
+/// a file that does not). `send` returns false once a decoder has failed;
+/// the first failure is returned after all threads stopped.
+fn load_in_parallel(
+    path: &Path,
     index: &UserIndex,
-    read: impl FnOnce(&mut dyn FnMut(Vec<(UserId, UserProfile)>) -> bool) -> Result<u64, SnapshotError>,
+    v2: bool,
+    read: impl FnOnce(
+        &mut dyn FnMut(Block) -> bool,
+        &mut dyn FnMut() -> Result<Vec<u8>, SnapshotError>,
+    ) -> Result<u64, SnapshotError>,
 ) -> Result<u64, Loaded> {
-    let inserters = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, mpsc};
+    let decoders = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let failed = AtomicBool::new(false);
+    let (blocks, queue) = mpsc::sync_channel::<Block>(decoders);
+    // held by the decoders only: should they all stop, sending fails
+    let queue = Arc::new(Mutex::new(queue));
+    let (give_back, given_back) = mpsc::channel::<Vec<u8>>();
     std::thread::scope(|s| {
-        let mut senders = Vec::with_capacity(inserters);
-        let mut handles = Vec::with_capacity(inserters);
-        for _ in 0..inserters {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(UserId, UserProfile)>>(4);
-            senders.push(tx);
-            handles.push(s.spawn(move || -> Result<(), ProfileError> {
-                for batch in rx {
-                    for (user, profile) in batch {
-                        index.upsert(user, profile)?;
+        let mut handles = Vec::with_capacity(decoders);
+        for part in 0..decoders {
+            let (queue, failed, give_back) = (Arc::clone(&queue), &failed, give_back.clone());
+            handles.push(s.spawn(move || -> Result<BulkRepairs, Loaded> {
+                let mut loader = index.bulk_loader(part, decoders);
+                let mut result = Ok(());
+                loop {
+                    let next = queue.lock().unwrap_or_else(PoisonError::into_inner).recv();
+                    let Ok((block, records)) = next else {
+                        break;
+                    };
+                    if result.is_ok() {
+                        result = decode(path, &block[records], v2, &mut loader);
+                        if result.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
                     }
+                    // ignored: the reader may have stopped already
+                    let _ = give_back.send(block);
                 }
-                Ok(())
+                result?;
+                Ok(loader.finish())
             }));
         }
-        let mut next = 0;
-        let read = read(&mut |batch| {
-            next = (next + 1) % senders.len();
-            senders[next].send(batch).is_ok()
-        });
-        drop(senders);
-        let mut failed = None;
+        drop((queue, give_back));
+        // the reader's own buffer, the queue and one being decoded per thread
+        let mut buffers = 1 + 2 * decoders;
+        let read = read(
+            &mut |block| !failed.load(Ordering::Relaxed) && blocks.send(block).is_ok(),
+            &mut || {
+                if let Ok(b) = given_back.try_recv() {
+                    return Ok(b);
+                }
+                if buffers > 0 {
+                    buffers -= 1;
+                    return Ok(vec![0; BLOCK]);
+                }
+                given_back.recv().map_err(|_| SnapshotError::Corrupt {
+                    path: path.to_path_buf(),
+                    reason: "decoders stopped".to_string(),
+                })
+            },
+        );
+        drop(blocks);
+        let mut failure = None;
+        let mut repairs = BulkRepairs::default();
         for h in handles {
             match h.join() {
-                Ok(Ok(())) => {}
+                Ok(Ok(r)) => repairs.merge(r),
                 Ok(Err(e)) => {
-                    failed.get_or_insert(e);
+                    failure.get_or_insert(e);
                 }
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        match (read, failed) {
-            (_, Some(e)) => Err(Loaded::Insert(e)),
-            (Err(e), None) => Err(Loaded::Read(e)),
-            (Ok(users), None) => Ok(users),
+        if let Some(e) = failure {
+            return Err(e);
         }
+        let users = read.map_err(Loaded::Read)?;
+        index.finish_bulk(repairs).map_err(Loaded::Insert)?;
+        Ok(users)
     })
+}
+
+/// Decodes the profile records in `records` into `loader`.
+fn decode(
+    path: &Path,
+    mut records: &[u8],
+    v2: bool,
+    loader: &mut BulkLoader<'_>,
+) -> Result<(), Loaded> {
+    let c = |e: io::Error| Loaded::Read(corrupt(path, e.to_string()));
+    while let Some((_more, rest)) = records.split_first() {
+        let Some((user, rest)) = rest.split_first_chunk::<8>() else {
+            return Err(Loaded::Read(corrupt(path, "truncated profile")));
+        };
+        let user: UserId = u64::from_le_bytes(*user);
+        records = rest;
+        let profile = if v2 {
+            UserProfile::read_from_v2(&mut records)
+        } else {
+            UserProfile::read_from(&mut records)
+        }
+        .map_err(c)?;
+        loader.push(user, profile).map_err(Loaded::Insert)?;
+    }
+    Ok(())
 }
 
 /// Snapshot timing for logs.
@@ -546,6 +694,140 @@ mod tests {
             verify(&newest),
             Err(SnapshotError::Corrupt { .. })
         ));
+    }
+
+    #[test]
+    fn a_snapshot_of_many_blocks_and_a_profile_larger_than_one_restores_whole() {
+        use crate::profile::{Action, BehaviourCount, ItemKey, ProfileBuilder, Scope};
+        let t = Taxonomy::default_taxonomy();
+        let idx = UserIndex::default();
+        populate(&idx, 40_000, 3, 2000, &t);
+        // one profile of the largest size a snapshot holds (4 MiB of words)
+        let huge = ProfileBuilder {
+            devices: vec![crate::ids::DeviceKey([0x5a; 16])],
+            behaviour: (0..(MAX_WORDS / 2 - 4) as u32)
+                .map(|i| BehaviourCount {
+                    item: ItemKey::new(Scope::Sku, u64::from(i / 1000 + 1)).unwrap(),
+                    action: Action::Browse,
+                    day: (i % 1000) as u16,
+                    count: 1,
+                })
+                .collect(),
+            ..Default::default()
+        }
+        .build()
+        .unwrap();
+        idx.upsert(u64::from(u32::MAX) + 7, huge).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), &idx, &Offsets::new(), 1).unwrap();
+        assert!(fs::metadata(&path).unwrap().len() > 2 * BLOCK as u64);
+        let (users, devices) = newest_counts(dir.path()).unwrap();
+        let back = UserIndex::with_capacities(users as usize, devices as usize);
+        let mut progress = Vec::new();
+        let r = restore_newest(dir.path(), &back, |n| progress.push(n))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.users, 40_001);
+        assert_eq!(dump(&back, &t), dump(&idx, &t));
+        assert_eq!(back.devices(), idx.devices());
+        assert_eq!(back.profile_heap_bytes(), idx.profile_heap_bytes());
+        assert!(progress.is_empty()); // called every million users
+    }
+
+    #[test]
+    fn an_rtasnap2_snapshot_still_restores() {
+        use crate::profile::ProfileBuilder;
+        let idx = UserIndex::default();
+        for u in 1..=500u64 {
+            let mut key = [3u8; 16];
+            key[..8].copy_from_slice(&u.to_le_bytes());
+            let p = ProfileBuilder {
+                devices: vec![crate::ids::DeviceKey(key)],
+                tags: vec![u as u32 % 7, 100],
+                touched: 9,
+                ..Default::default()
+            }
+            .build()
+            .unwrap();
+            idx.upsert(u, p).unwrap();
+        }
+        // the same users in the previous format: profiles without the 4
+        // bytes of vector fields (none of these has a vector)
+        let mut body = MAGIC_V2.to_vec();
+        body.extend_from_slice(&1u64.to_le_bytes()); // created
+        body.extend_from_slice(&500u64.to_le_bytes());
+        body.extend_from_slice(&500u64.to_le_bytes());
+        body.extend_from_slice(&1u32.to_le_bytes()); // one offset
+        body.extend_from_slice(&1u16.to_le_bytes());
+        body.extend_from_slice(b"t");
+        body.extend_from_slice(&0i32.to_le_bytes());
+        body.extend_from_slice(&5i64.to_le_bytes());
+        body.extend_from_slice(&0u64.to_le_bytes()); // no tombstones
+        idx.for_each(|u, p| {
+            let mut v3 = Vec::new();
+            p.write_to(&mut v3).unwrap();
+            body.push(1);
+            body.extend_from_slice(&u.to_le_bytes());
+            body.extend_from_slice(&v3[..22]);
+            body.extend_from_slice(&v3[26..]);
+        });
+        body.push(0);
+        body.extend_from_slice(&500u64.to_le_bytes());
+        let crc = crc32fast::hash(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        body.extend_from_slice(END);
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(format!("{PREFIX}1{SUFFIX}")), &body).unwrap();
+        let back = UserIndex::default();
+        let r = restore_newest(dir.path(), &back, |_| {}).unwrap().unwrap();
+        assert_eq!((r.users, back.devices()), (500, 500));
+        assert_eq!(r.offsets[&("t".to_string(), 0)], 5);
+        let t = Taxonomy::default_taxonomy();
+        assert_eq!(dump(&back, &t), dump(&idx, &t));
+    }
+
+    #[test]
+    fn a_snapshot_cut_short_anywhere_restores_nothing() {
+        let t = Taxonomy::default_taxonomy();
+        let idx = UserIndex::default();
+        populate(&idx, 3_000, 2, 2000, &t);
+        idx.delete_user(5, 1);
+        let src = tempfile::tempdir().unwrap();
+        let path = write(src.path(), &idx, &[(("t".to_string(), 0), 1)].into(), 1).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        for cut in [
+            0,
+            7,
+            30,
+            50,
+            61,
+            62,
+            100,
+            n / 3,
+            n / 2,
+            n - 21,
+            n - 13,
+            n - 12,
+            n - 1,
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(path.file_name().unwrap()), &bytes[..cut]).unwrap();
+            let back = UserIndex::default();
+            let r = restore_newest(dir.path(), &back, |_| {}).unwrap();
+            assert!(r.is_none(), "cut at {cut} of {n}");
+            assert_eq!((back.users(), back.devices()), (0, 0), "cut at {cut}");
+            assert!(!back.deleted_after(5, 0), "cut at {cut}");
+        }
+        // and so does one with bytes added before the trailer
+        let mut longer = bytes[..n - 12].to_vec();
+        longer.extend_from_slice(&[0; 5]);
+        longer.extend_from_slice(&bytes[n - 12..]);
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(path.file_name().unwrap()), &longer).unwrap();
+        let back = UserIndex::default();
+        assert!(restore_newest(dir.path(), &back, |_| {}).unwrap().is_none());
+        assert_eq!(back.users(), 0);
     }
 
     #[test]
