@@ -7,7 +7,15 @@
 //! ```text
 //! cargo run --release --bin rta-decide-latency -- --strategies 1000
 //! cargo run --release --bin rta-decide-latency -- --strategies 0 --threads 2   # the demo strategies
+//! cargo run --release --bin rta-decide-latency -- --strategies 1000 --workload per-advertiser
 //! ```
+//!
+//! `--workload shared` (the default) draws every generated strategy on the
+//! one demo catalogue, so a typical user matches ~2 % of them (19 of 1,000);
+//! `per-advertiser` runs 100 strategies per advertiser over each advertiser's
+//! own items and first-party tags, with users who are customers of 2-3 of the
+//! advertisers (`strategy::generate::Workload::PerAdvertiser`), so what a
+//! user matches stays a handful however many advertisers there are.
 //!
 //! Each recorded time includes two `Instant::now()` reads (about 20-40 ns).
 
@@ -15,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
@@ -23,7 +31,8 @@ use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
 use rta_engine::ids::{DeviceIdKind, DeviceKey};
 use rta_engine::index::UserIndex;
 use rta_engine::population;
-use rta_engine::profile::day_of;
+use rta_engine::profile::{UserProfile, day_of};
+use rta_engine::strategy::generate::{StrategyGenerator, Workload};
 use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet, generate};
 use rta_engine::taxonomy::Taxonomy;
 
@@ -45,17 +54,55 @@ struct Cli {
     /// Distinct devices requested, drawn at random from the population.
     #[arg(long, default_value_t = 1 << 16)]
     devices: usize,
+    /// What the generated strategies draw on (ignored with `--strategies 0`).
+    #[arg(long, value_enum, default_value_t = StrategyWorkload::Shared)]
+    workload: StrategyWorkload,
+}
+
+/// The generated strategy workloads (`strategy::generate::Workload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum StrategyWorkload {
+    /// One shared catalogue: matches grow with the number of strategies.
+    Shared,
+    /// 100 strategies per advertiser on its own data: matches stay flat.
+    PerAdvertiser,
 }
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let _ = rta_engine::telemetry::prometheus();
-    let taxonomy = Taxonomy::default_taxonomy();
+    let per_advertiser = cli.strategies > 0 && cli.workload == StrategyWorkload::PerAdvertiser;
+    let taxonomy = if per_advertiser {
+        generate::advertiser_taxonomy()
+    } else {
+        Taxonomy::default_taxonomy()
+    };
     // the benches' calendar: 2026-11-23 in UTC+8
     let today = day_of(1_795_406_400, 8 * 3600);
+    // the advertisers running strategies; users are customers of 2-3 of them
+    let advertisers = 0..cli.strategies.div_ceil(100).max(1) as u32;
+    let user_of = |id: u64| -> Result<UserProfile> {
+        if per_advertiser {
+            Ok(generate::advertiser_customer(
+                42,
+                id,
+                today,
+                &taxonomy,
+                advertisers.clone(),
+            )?)
+        } else {
+            Ok(population::generate_user(42, id, today, &taxonomy))
+        }
+    };
     let started = Instant::now();
     let index = Arc::new(UserIndex::with_capacity(cli.users as usize));
-    population::populate(&index, cli.users, 42, today, &taxonomy);
+    if per_advertiser {
+        for id in 1..=cli.users {
+            index.upsert(id, user_of(id)?)?;
+        }
+    } else {
+        population::populate(&index, cli.users, 42, today, &taxonomy);
+    }
     eprintln!(
         "{} users indexed in {:.1} s",
         index.users(),
@@ -63,6 +110,17 @@ fn main() -> Result<()> {
     );
     let set = if cli.strategies == 0 {
         StrategySet::from_toml(DEMO_STRATEGIES, "demo", &taxonomy)?
+    } else if per_advertiser {
+        let strategies: Vec<_> = StrategyGenerator::new(&taxonomy, 7)
+            .with_workload(Workload::PerAdvertiser)
+            .take(cli.strategies)
+            .collect();
+        let version = format!("per-advertiser-7-{}", cli.strategies);
+        StrategySet::from_toml(
+            &generate::strategy_file(&strategies, &version),
+            &version,
+            &taxonomy,
+        )?
     } else {
         generate::strategy_set(&taxonomy, 7, cli.strategies)?
     };
@@ -71,7 +129,7 @@ fn main() -> Result<()> {
     let mut devices = Vec::with_capacity(cli.devices);
     for _ in 0..cli.devices {
         let user = rng.random_range(1..=cli.users);
-        let p = population::generate_user(42, user, today, &taxonomy);
+        let p = user_of(user)?;
         let first = p
             .devices()
             .next()
@@ -127,11 +185,16 @@ fn main() -> Result<()> {
     }
     let n = total.len();
     println!(
-        "{} strategies, {} threads: {} decisions in {} s ({:.0}/s, {:.0} % taken)",
+        "{} strategies{}, {} threads: {} decisions in {} s ({:.0}/s, {:.0} % taken)",
         if cli.strategies == 0 {
             "demo".to_string()
         } else {
             cli.strategies.to_string()
+        },
+        if per_advertiser {
+            " (per advertiser)"
+        } else {
+            ""
         },
         cli.threads.max(1),
         n,
