@@ -696,13 +696,12 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_snapshot_of_many_blocks_and_a_profile_larger_than_one_restores_whole() {
+    /// 40,000 users and one profile of the largest size a snapshot holds
+    /// (4 MiB of words): a snapshot of several blocks.
+    fn index_of_many_blocks(t: &Taxonomy) -> UserIndex {
         use crate::profile::{Action, BehaviourCount, ItemKey, ProfileBuilder, Scope};
-        let t = Taxonomy::default_taxonomy();
         let idx = UserIndex::default();
-        populate(&idx, 40_000, 3, 2000, &t);
-        // one profile of the largest size a snapshot holds (4 MiB of words)
+        populate(&idx, 40_000, 3, 2000, t);
         let huge = ProfileBuilder {
             devices: vec![crate::ids::DeviceKey([0x5a; 16])],
             behaviour: (0..(MAX_WORDS / 2 - 4) as u32)
@@ -718,6 +717,13 @@ mod tests {
         .build()
         .unwrap();
         idx.upsert(u64::from(u32::MAX) + 7, huge).unwrap();
+        idx
+    }
+
+    #[test]
+    fn a_snapshot_of_many_blocks_and_a_profile_larger_than_one_restores_whole() {
+        let t = Taxonomy::default_taxonomy();
+        let idx = index_of_many_blocks(&t);
         let dir = tempfile::tempdir().unwrap();
         let path = write(dir.path(), &idx, &Offsets::new(), 1).unwrap();
         assert!(fs::metadata(&path).unwrap().len() > 2 * BLOCK as u64);
@@ -732,6 +738,29 @@ mod tests {
         assert_eq!(back.devices(), idx.devices());
         assert_eq!(back.profile_heap_bytes(), idx.profile_heap_bytes());
         assert!(progress.is_empty()); // called every million users
+    }
+
+    #[test]
+    fn a_byte_flipped_anywhere_in_a_snapshot_of_many_blocks_restores_nothing() {
+        // decoding threads meet the damage while the reader is blocks ahead
+        // (or it decodes, and only the checksum at the end tells): either way
+        // the file is skipped, with no hang, no panic and no user left behind
+        let t = Taxonomy::default_taxonomy();
+        let idx = index_of_many_blocks(&t);
+        let src = tempfile::tempdir().unwrap();
+        let path = write(src.path(), &idx, &Offsets::new(), 1).unwrap();
+        let bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        for at in (1..12).map(|k| k * n / 12).chain([40, 41, 48, n - 30]) {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x81;
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(path.file_name().unwrap()), &bad).unwrap();
+            let back = UserIndex::default();
+            let r = restore_newest(dir.path(), &back, |_| {}).unwrap();
+            assert!(r.is_none(), "byte {at} of {n}");
+            assert_eq!((back.users(), back.devices()), (0, 0), "byte {at}");
+        }
     }
 
     #[test]
