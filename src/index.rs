@@ -570,13 +570,7 @@ impl UserIndex {
     /// (taking them over from any other user). Devices of the old profile that
     /// the new one no longer lists are unlinked. Doubtful devices are dropped.
     pub fn upsert(&self, user: UserId, profile: UserProfile) -> Result<(), ProfileError> {
-        let profile = if profile.devices().any(|d| d.is_doubtful()) {
-            let mut b = profile.to_builder();
-            b.devices.retain(|d| !d.is_doubtful());
-            b.build()?
-        } else {
-            profile
-        };
+        let profile = without_doubtful_devices(profile)?;
         let new_devices: Vec<DeviceKey> = profile.devices().collect();
         for d in &new_devices {
             if let Some(prev) = self.link_device(*d, user)
@@ -806,6 +800,17 @@ impl UserIndex {
     }
 }
 
+/// `profile` without its doubtful (placeholder) device ids: the index never
+/// links them, since thousands of users share each.
+fn without_doubtful_devices(profile: UserProfile) -> Result<UserProfile, ProfileError> {
+    if !profile.devices().any(|d| d.is_doubtful()) {
+        return Ok(profile);
+    }
+    let mut b = profile.to_builder();
+    b.devices.retain(|d| !d.is_doubtful());
+    b.build()
+}
+
 /// Users a [`BulkLoader`] buffers before inserting them.
 const BULK_FLUSH: usize = 1 << 19;
 
@@ -861,13 +866,7 @@ impl<'a> BulkLoader<'a> {
     /// Adds `user`'s profile (and links its devices), inserting at the next
     /// flush. Doubtful devices are dropped, as [`UserIndex::upsert`] does.
     pub fn push(&mut self, user: UserId, profile: UserProfile) -> Result<(), ProfileError> {
-        let profile = if profile.devices().any(|d| d.is_doubtful()) {
-            let mut b = profile.to_builder();
-            b.devices.retain(|d| !d.is_doubtful());
-            b.build()?
-        } else {
-            profile
-        };
+        let profile = without_doubtful_devices(profile)?;
         let (index, seeds) = (self.index, self.index.seeds);
         for d in profile.devices() {
             let t = tag(&d);
