@@ -115,6 +115,10 @@ pub struct TaxonomyConfig {
     pub path: Option<PathBuf>,
 }
 
+/// The most users `users.expected` may pre-size an index for (2^31, the
+/// index's own limit for one node).
+pub const MAX_EXPECTED_USERS: u64 = 1 << 31;
+
 /// Where users come from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -125,6 +129,12 @@ pub struct UsersConfig {
     pub generate: u64,
     /// Seed of the generated population.
     pub seed: u64,
+    /// Users the index is sized for at start (0: as many as the snapshot
+    /// being restored or the generated population holds). A node that fills
+    /// from Kafka with no snapshot yet should set it: a pre-sized index keeps
+    /// its tables in one huge-page-backed region instead of growing them,
+    /// rehashing each time, out of small pages.
+    pub expected: u64,
 }
 
 impl Default for UsersConfig {
@@ -133,6 +143,7 @@ impl Default for UsersConfig {
             file: None,
             generate: 0,
             seed: 42,
+            expected: 0,
         }
     }
 }
@@ -282,6 +293,12 @@ impl Config {
 
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.users.expected > MAX_EXPECTED_USERS {
+            return Err(ConfigError::Invalid {
+                field: "users.expected",
+                message: format!("must be at most {MAX_EXPECTED_USERS}"),
+            });
+        }
         if !(1..=60_000).contains(&self.server.request_timeout_ms) {
             return Err(ConfigError::Invalid {
                 field: "server.request_timeout_ms",
@@ -401,6 +418,11 @@ mod tests {
         let cfg: Config = toml::from_str("[server]\nmax_batch = 0\n").unwrap();
         let e = cfg.validate().unwrap_err();
         assert!(e.to_string().contains("server.max_batch"), "{e}");
+        let cfg: Config = toml::from_str("[users]\nexpected = 3000000000\n").unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert!(e.to_string().contains("users.expected"), "{e}");
+        let cfg: Config = toml::from_str("[users]\nexpected = 50000000\n").unwrap();
+        assert!(cfg.validate().is_ok());
     }
 
     #[test]

@@ -220,16 +220,18 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
     let today = clock.today();
 
     let rss_before = resident_bytes();
-    // pre-size for the generated population or the snapshot about to be restored
+    // pre-size for the expected users, the generated population or the
+    // snapshot about to be restored
     let (restoring_users, restoring_devices) = cfg
         .snapshot
         .as_ref()
         .and_then(|s| rta_engine::snapshot::newest_counts(&s.dir))
         .unwrap_or((0, 0));
-    let generated_devices = (cfg.users.generate as f64 * population::DEVICES_PER_USER) as u64;
+    let sized_for = cfg.users.generate.max(cfg.users.expected);
+    let expected_devices = (sized_for as f64 * population::DEVICES_PER_USER) as u64;
     let index = Arc::new(UserIndex::with_capacities(
-        cfg.users.generate.max(restoring_users).min(1 << 31) as usize,
-        generated_devices.max(restoring_devices).min(1 << 32) as usize,
+        sized_for.max(restoring_users).min(1 << 31) as usize,
+        expected_devices.max(restoring_devices).min(1 << 32) as usize,
     ));
     if cfg.users.generate > 0 {
         let started = Instant::now();

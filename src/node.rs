@@ -116,6 +116,9 @@ impl Node {
         metrics::gauge!(telemetry::INDEX_USERS).set(idx.users() as f64);
         metrics::gauge!(telemetry::INDEX_DEVICES).set(idx.devices() as f64);
         metrics::gauge!(telemetry::INDEX_PROFILE_BYTES).set(idx.profile_heap_bytes() as f64);
+        let (devices, profiles) = idx.table_bytes();
+        metrics::gauge!(telemetry::INDEX_TABLE_BYTES, "table" => "devices").set(devices as f64);
+        metrics::gauge!(telemetry::INDEX_TABLE_BYTES, "table" => "profiles").set(profiles as f64);
     }
 }
 

@@ -47,6 +47,9 @@ pub const INDEX_USERS: &str = "rta_index_users";
 pub const INDEX_DEVICES: &str = "rta_index_devices";
 /// Heap bytes of profile bodies.
 pub const INDEX_PROFILE_BYTES: &str = "rta_index_profile_heap_bytes";
+/// Bytes of the index's hash tables (device and profile slots), by `table`:
+/// what pre-sizing (`users.expected`) reserved, or what growth reached.
+pub const INDEX_TABLE_BYTES: &str = "rta_index_table_bytes";
 /// Latency probes (Tencent `is_ping`) answered, by `api`.
 pub const PINGS: &str = "rta_pings_total";
 /// Device ids a media protocol dropped before the decision, by `api`, `field`
@@ -164,6 +167,11 @@ fn describe() {
         INDEX_PROFILE_BYTES,
         Unit::Bytes,
         "Heap bytes of profile bodies"
+    );
+    describe_gauge!(
+        INDEX_TABLE_BYTES,
+        Unit::Bytes,
+        "Bytes of the index's hash tables, by table (devices, profiles)"
     );
     describe_counter!(PINGS, "Latency probes answered, by api");
     describe_counter!(
