@@ -894,21 +894,14 @@ impl<'a> BulkLoader<'a> {
         each_shard(
             &index.profiles,
             &mut self.profiles,
-            part,
-            parts,
-            |shard, batch| {
-                insert_ahead(
-                    shard,
-                    batch,
-                    ProfileTable::slots,
-                    |e| e.0,
-                    |shard, (h, user, profile)| {
-                        if let Some(old) = shard.insert(h, user, profile, |u| seeds.user(u)) {
-                            removed += old.heap_bytes() as u64;
-                            replaced.push((user, old));
-                        }
-                    },
-                );
+            (part, parts),
+            ProfileTable::slots,
+            |e| e.0,
+            |shard, (h, user, profile)| {
+                if let Some(old) = shard.insert(h, user, profile, |u| seeds.user(u)) {
+                    removed += old.heap_bytes() as u64;
+                    replaced.push((user, old));
+                }
             },
         );
         index
@@ -918,22 +911,15 @@ impl<'a> BulkLoader<'a> {
         each_shard(
             &index.devices,
             &mut self.devices,
-            part,
-            parts,
-            |shard, batch| {
-                insert_ahead(
-                    shard,
-                    batch,
-                    DeviceTable::slots,
-                    |e| e.0,
-                    |shard, (h, t, user)| {
-                        if let Some(prev) = shard.insert(h, t, user, |k| seeds.device(k))
-                            && prev != user
-                        {
-                            claimed_twice.push((t, prev, user));
-                        }
-                    },
-                );
+            (part, parts),
+            DeviceTable::slots,
+            |e| e.0,
+            |shard, (h, t, user)| {
+                if let Some(prev) = shard.insert(h, t, user, |k| seeds.device(k))
+                    && prev != user
+                {
+                    claimed_twice.push((t, prev, user));
+                }
             },
         );
         self.buffered = 0;
@@ -1030,15 +1016,16 @@ impl Slots {
     }
 }
 
-/// Runs `insert` on every non-empty batch with its shard write-locked,
-/// starting at the `part`-th of `parts` stretches of shards and leaving
-/// shards another thread holds for last.
+/// Empties every non-empty batch into its shard (see [`insert_ahead`]) with
+/// the shard write-locked, starting at the `part`-th of `parts` stretches of
+/// shards and leaving shards another thread holds for last.
 fn each_shard<T, E>(
     sharded: &Sharded<T>,
     batches: &mut [Vec<E>],
-    part: usize,
-    parts: usize,
-    mut insert: impl FnMut(&mut T, &mut Vec<E>),
+    (part, parts): (usize, usize),
+    slots: impl Fn(&T) -> Option<Slots>,
+    hash: impl Fn(&E) -> u64,
+    mut insert: impl FnMut(&mut T, E),
 ) {
     let n = batches.len();
     let start = part * n / parts.max(1);
@@ -1048,12 +1035,15 @@ fn each_shard<T, E>(
             continue;
         }
         match sharded.try_write_at(i) {
-            Some(mut shard) => insert(&mut shard, &mut batches[i]),
+            Some(mut shard) => {
+                insert_ahead(&mut *shard, &mut batches[i], &slots, &hash, &mut insert)
+            }
             None => busy.push(i),
         }
     }
     for i in busy {
-        insert(&mut sharded.write_at(i), &mut batches[i]);
+        let mut shard = sharded.write_at(i);
+        insert_ahead(&mut *shard, &mut batches[i], &slots, &hash, &mut insert);
     }
 }
 
