@@ -230,7 +230,9 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
     let sized_for = cfg.users.generate.max(cfg.users.expected);
     let expected_devices = (sized_for as f64 * population::DEVICES_PER_USER) as u64;
     let index = Arc::new(UserIndex::with_capacities(
-        sized_for.max(restoring_users).min(1 << 31) as usize,
+        sized_for
+            .max(restoring_users)
+            .min(rta_engine::config::MAX_EXPECTED_USERS) as usize,
         expected_devices.max(restoring_devices).min(1 << 32) as usize,
     ));
     if cfg.users.generate > 0 {
