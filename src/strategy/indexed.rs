@@ -555,6 +555,17 @@ mod tests {
         (lin, idx)
     }
 
+    /// The `k`-th user's context in the property tests: days and OSes vary
+    /// with `k` so that windows and OS clauses are exercised.
+    fn varied_context(profile: &UserProfile, known_user: bool, k: usize) -> EvalContext<'_> {
+        EvalContext {
+            profile,
+            known_user,
+            today: TODAY - (k as Day % 40),
+            os: OSES[k % OSES.len()],
+        }
+    }
+
     fn mix(broad: f64, arbitrary: f64) -> Mix {
         Mix { broad, arbitrary }
     }
@@ -592,12 +603,7 @@ mod tests {
             let empty = UserProfile::empty();
             for (k, p) in users.iter().chain(std::iter::once(&empty)).enumerate() {
                 for known_user in [true, false] {
-                    let ctx = EvalContext {
-                        profile: p,
-                        known_user,
-                        today: TODAY - (k as Day % 40),
-                        os: OSES[k % OSES.len()],
-                    };
+                    let ctx = varied_context(p, known_user, k);
                     let (lin, idx) = both(&set, &indexed, &ctx, None);
                     prop_assert_eq!(&lin, &idx, "user {} known {}", k, known_user);
                     // a restriction to every other strategy
@@ -640,12 +646,7 @@ mod tests {
                 let p = generate::advertiser_customer(user_seed, id, TODAY, &t, among.clone())
                     .expect("profile fits");
                 for known_user in [true, false] {
-                    let ctx = EvalContext {
-                        profile: &p,
-                        known_user,
-                        today: TODAY - (id as Day % 40),
-                        os: OSES[id as usize % OSES.len()],
-                    };
+                    let ctx = varied_context(&p, known_user, id as usize);
                     let (lin, idx) = both(&set, &indexed, &ctx, None);
                     prop_assert_eq!(lin, idx, "user {} known {}", id, known_user);
                 }
