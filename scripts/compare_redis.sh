@@ -6,8 +6,8 @@
 #   1. builds release (`cargo build --release --bins`);
 #   2. starts `rta-engine demo` (USERS generated users) and waits for /readyz;
 #   3. `rta-load` closed loop at CONCURRENCY in flight: our saturation rate;
-#   4. `rta-load` open loop at OPEN_PERCENT % of it: our p99 under load
-#      (latency from the scheduled send, coordinated omission corrected);
+#   4. `rta-load` open loop at each of OPEN_PERCENTS % of it: our p99 under
+#      load (latency from the scheduled send, coordinated omission corrected);
 #   5. stops the engine, starts a local `redis-server` and loads USERS keys of
 #      VALUE_SIZE bytes (`key:%012d`, the names `redis-benchmark -r` asks for);
 #   6. `redis-benchmark -t get -r USERS -c CONCURRENCY` (no pipelining, -P 1);
@@ -16,10 +16,11 @@
 # Needs: cargo, curl, python3, redis-server, redis-cli, redis-benchmark
 #   (Debian/Ubuntu: apt-get install -y redis-server redis-tools).
 # Settings (environment): USERS=1000000 CONCURRENCY=50 CONNECTIONS=4
-#   LOAD_THREADS=1 ENGINE_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENT=80 DEADLINE_MS=2
+#   LOAD_THREADS=1 ENGINE_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENTS="25 50 80"
+#   DEADLINE_MS=2
 #   HIT_RATIO=0.9 ZIPF=0 VALUE_SIZE=200 GRPC_PORT=55051 HTTP_PORT=58080
 #   REDIS_PORT=56379 OUT_DIR=target/compare; CARGO_TARGET_DIR is honoured.
-# The engine serves with ENGINE_THREADS tokio workers (default 1, like Redis's
+# The engine serves with ENGINE_THREADS worker threads (default 1, like Redis's
 # one thread: on a small machine the other core is the load generator's, and
 # an engine with a worker per core there only fights its own load for CPU;
 # set it to the core count on a machine with cores to spare); the load
@@ -38,7 +39,7 @@ LOAD_THREADS=${LOAD_THREADS:-1}
 ENGINE_THREADS=${ENGINE_THREADS:-1}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-OPEN_PERCENT=${OPEN_PERCENT:-80}
+OPEN_PERCENTS=${OPEN_PERCENTS:-25 50 80}
 DEADLINE_MS=${DEADLINE_MS:-2}
 HIT_RATIO=${HIT_RATIO:-0.9}
 ZIPF=${ZIPF:-0}
@@ -105,7 +106,7 @@ LOAD="$BIN_DIR/rta-load"
 
 # --- our engine --------------------------------------------------------------
 log "starting rta-engine demo with $USERS users, $ENGINE_THREADS worker threads (log: $OUT_DIR/engine.log)"
-TOKIO_WORKER_THREADS="$ENGINE_THREADS" "$ENGINE" demo --users "$USERS" \
+"$ENGINE" demo --users "$USERS" --worker-threads "$ENGINE_THREADS" \
     --grpc-addr "127.0.0.1:$GRPC_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
     >"$OUT_DIR/engine.log" 2>&1 &
 ENGINE_PID=$!
@@ -121,11 +122,12 @@ load_args=(--addr "http://127.0.0.1:$GRPC_PORT" --users "$USERS"
 log "rta-load closed loop, $CONCURRENCY in flight"
 "$LOAD" "${load_args[@]}" --closed --json "$OUT_DIR/engine_closed.json"
 SATURATION=$(json_get "$OUT_DIR/engine_closed.json" 'round(r["achieved_rate"])')
-OPEN_RATE=$((SATURATION * OPEN_PERCENT / 100))
-((OPEN_RATE > 0)) || die "saturation rate is 0: see $OUT_DIR/engine_closed.json"
-
-log "rta-load open loop at $OPEN_RATE/s ($OPEN_PERCENT % of $SATURATION/s)"
-"$LOAD" "${load_args[@]}" --rate "$OPEN_RATE" --json "$OUT_DIR/engine_open.json"
+((SATURATION > 0)) || die "saturation rate is 0: see $OUT_DIR/engine_closed.json"
+for percent in $OPEN_PERCENTS; do
+    open_rate=$((SATURATION * percent / 100))
+    log "rta-load open loop at $open_rate/s ($percent % of $SATURATION/s)"
+    "$LOAD" "${load_args[@]}" --rate "$open_rate" --json "$OUT_DIR/engine_open_$percent.json"
+done
 
 kill "$ENGINE_PID"
 wait "$ENGINE_PID" 2>/dev/null || true
@@ -166,12 +168,12 @@ wait "$REDIS_PID" 2>/dev/null || true
 REDIS_PID=""
 
 # --- summary -----------------------------------------------------------------
-ENGINE_THREADS="$ENGINE_THREADS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" "$OPEN_PERCENT" <<'EOF'
+ENGINE_THREADS="$ENGINE_THREADS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
 import csv, json, os, platform, subprocess, sys, time
 
-out, redis_n, redis_version, value_size, open_percent = sys.argv[1:]
+out, redis_n, redis_version, value_size, *open_percents = sys.argv[1:]
 closed = json.load(open(os.path.join(out, "engine_closed.json")))
-opened = json.load(open(os.path.join(out, "engine_open.json")))
+opened = {int(p): json.load(open(os.path.join(out, f"engine_open_{p}.json"))) for p in open_percents}
 get = next(r for r in csv.DictReader(open(os.path.join(out, "redis_get.csv"))) if r["test"] == "GET")
 
 def cpu_model():
@@ -201,14 +203,21 @@ summary = {
     "engine": {
         "saturation_decisions_per_s": closed["achieved_rate"],
         "closed_loop_p99_us": closed["latency_us"]["p99"],
-        "open_loop_rate": opened["target_rate"],
-        "open_loop_percent_of_saturation": int(open_percent),
-        "open_loop_achieved_per_s": opened["achieved_rate"],
-        "open_loop_p99_us": opened["latency_us"]["p99"],
-        "open_loop_late": opened["late"],
-        "open_loop_errors": opened["errors"],
+        "open_loop": [
+            {
+                "percent_of_saturation": p,
+                "rate": r["target_rate"],
+                "achieved_per_s": r["achieved_rate"],
+                "p50_us": r["latency_us"]["p50"],
+                "p99_us": r["latency_us"]["p99"],
+                "p99_from_send_us": r["service_us"]["p99"],
+                "late": r["late"],
+                "errors": r["errors"],
+            }
+            for p, r in sorted(opened.items())
+        ],
         "closed": closed,
-        "open": opened,
+        "open": {str(p): r for p, r in sorted(opened.items())},
     },
     "redis": {
         "version": redis_version,
@@ -226,11 +235,10 @@ with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
 
 e = summary["engine"]
-rows = [
-    ("rta-engine gRPC Decide, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}'),
-    (f'rta-engine gRPC Decide, open loop {e["open_loop_rate"]:,.0f}/s', f'{e["open_loop_achieved_per_s"]:,.0f}', f'{e["open_loop_p99_us"]:,.0f}'),
-    ("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}"),
-]
+rows = [("rta-engine gRPC Decide, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}')]
+for o in e["open_loop"]:
+    rows.append((f'  open loop at {o["rate"]:,.0f}/s ({o["percent_of_saturation"]} %)', f'{o["achieved_per_s"]:,.0f}', f'{o["p99_us"]:,.0f}'))
+rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}"))
 print(f'\n{summary["machine"]["cpus"]} CPUs ({summary["machine"]["cpu"]}), {summary["concurrency"]} requests in flight, {summary["users_or_keys"]:,} users / keys')
 print(f'{"":44} {"per s":>10} {"p99 us":>8}')
 for name, rate, p99 in rows:

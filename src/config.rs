@@ -86,7 +86,22 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Most requests in one BatchDecide.
     pub max_batch: usize,
+    /// Threads serving requests; none = one per core. 1 serves from a single
+    /// thread, as Redis does: on a small machine shared with other processes
+    /// it leaves them the other cores.
+    pub worker_threads: Option<usize>,
 }
+
+impl ServerConfig {
+    /// Threads serving requests: the configured number or one per core.
+    pub fn worker_threads(&self) -> usize {
+        self.worker_threads
+            .unwrap_or_else(crate::serve::runtime::default_worker_threads)
+    }
+}
+
+/// The most `server.worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 impl Default for ServerConfig {
     fn default() -> Self {
@@ -95,6 +110,7 @@ impl Default for ServerConfig {
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             request_timeout_ms: 50,
             max_batch: 1000,
+            worker_threads: None,
         }
     }
 }
@@ -305,6 +321,16 @@ impl Config {
                 message: "must be 1..=60000".into(),
             });
         }
+        if self
+            .server
+            .worker_threads
+            .is_some_and(|n| !(1..=MAX_WORKER_THREADS).contains(&n))
+        {
+            return Err(ConfigError::Invalid {
+                field: "server.worker_threads",
+                message: format!("must be 1..={MAX_WORKER_THREADS}"),
+            });
+        }
         if !(1..=100_000).contains(&self.server.max_batch) {
             return Err(ConfigError::Invalid {
                 field: "server.max_batch",
@@ -423,6 +449,12 @@ mod tests {
         assert!(e.to_string().contains("users.expected"), "{e}");
         let cfg: Config = toml::from_str("[users]\nexpected = 50000000\n").unwrap();
         assert!(cfg.validate().is_ok());
+        let cfg: Config = toml::from_str("[server]\nworker_threads = 0\n").unwrap();
+        let e = cfg.validate().unwrap_err();
+        assert!(e.to_string().contains("server.worker_threads"), "{e}");
+        let cfg: Config = toml::from_str("[server]\nworker_threads = 1\n").unwrap();
+        assert!(cfg.validate().is_ok());
+        assert_eq!(cfg.server.worker_threads(), 1);
     }
 
     #[test]

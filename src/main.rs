@@ -17,7 +17,7 @@ use rta_engine::ingest::kafka::{self, IngestSetup};
 use rta_engine::node::{self, Node, ServeOptions, StrategySource};
 use rta_engine::population;
 use rta_engine::record::UserRecord;
-use rta_engine::serve::pb;
+use rta_engine::serve::{pb, runtime};
 use rta_engine::strategy::{DEMO_STRATEGIES, Os};
 use rta_engine::taxonomy::Taxonomy;
 use rta_engine::telemetry;
@@ -52,6 +52,9 @@ enum Command {
         /// A strategy file to use instead of the embedded demo strategies.
         #[arg(long)]
         strategies: Option<PathBuf>,
+        /// Threads serving requests (default: one per core).
+        #[arg(long)]
+        worker_threads: Option<usize>,
     },
     /// Run from a configuration file.
     Serve {
@@ -64,6 +67,9 @@ enum Command {
         /// Overrides server.http_addr.
         #[arg(long)]
         http_addr: Option<SocketAddr>,
+        /// Overrides server.worker_threads.
+        #[arg(long)]
+        worker_threads: Option<usize>,
     },
     /// Ask a running engine for a decision over gRPC.
     Decide {
@@ -111,36 +117,28 @@ fn main() -> Result<()> {
             taxonomy,
         } => check(&strategies, taxonomy.as_deref()),
         Command::Gen { users, seed, out } => gen_users(users, seed, &out),
-        cmd => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async_main(cmd))
-        }
-    }
-}
-
-async fn async_main(cmd: Command) -> Result<()> {
-    match cmd {
         Command::Demo {
             users,
             seed,
             grpc_addr,
             http_addr,
             strategies,
+            worker_threads,
         } => {
             let mut cfg = Config::default();
             cfg.server.grpc_addr = grpc_addr;
             cfg.server.http_addr = http_addr;
+            cfg.server.worker_threads = worker_threads;
             cfg.strategies.path = strategies;
             cfg.users.generate = users;
             cfg.users.seed = seed;
-            run(cfg, true).await
+            serve(cfg, true)
         }
         Command::Serve {
             config,
             grpc_addr,
             http_addr,
+            worker_threads,
         } => {
             let mut cfg = Config::from_path(&config)?;
             if let Some(a) = grpc_addr {
@@ -149,18 +147,24 @@ async fn async_main(cmd: Command) -> Result<()> {
             if let Some(a) = http_addr {
                 cfg.server.http_addr = a;
             }
-            run(cfg, false).await
+            if worker_threads.is_some() {
+                cfg.server.worker_threads = worker_threads;
+            }
+            serve(cfg, false)
         }
         Command::Decide {
             addr,
             devices,
             os,
             strategies,
-        } => decide(addr, devices, os, strategies).await,
-        Command::Check { .. } | Command::Gen { .. } => {
-            unreachable!("handled before the runtime starts")
-        }
+        } => runtime::build(1)?.block_on(decide(addr, devices, os, strategies)),
     }
+}
+
+/// Runs the engine on a runtime with the configured number of worker threads.
+fn serve(cfg: Config, demo: bool) -> Result<()> {
+    cfg.validate()?;
+    runtime::build(cfg.server.worker_threads())?.block_on(run(cfg, demo))
 }
 
 fn load_taxonomy(path: Option<&std::path::Path>) -> Result<Taxonomy> {
@@ -396,7 +400,7 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
 }
 
 #[cfg(unix)]
-async fn wait_for_signals(node: &Node) {
+async fn wait_for_signals(node: &Arc<Node>) {
     use tokio::signal::unix::{SignalKind, signal};
     let (Ok(mut hup), Ok(mut term)) = (
         signal(SignalKind::hangup()),
@@ -408,8 +412,14 @@ async fn wait_for_signals(node: &Node) {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                if let Err(e) = node.reload() {
-                    eprintln!("reload rejected, previous strategies keep serving: {e}");
+                // compiling strategies is CPU work: off the serving threads
+                let reloading = node.clone();
+                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                    Ok(Err(e)) => {
+                        eprintln!("reload rejected, previous strategies keep serving: {e}");
+                    }
+                    Err(e) => eprintln!("reload failed: {e}"),
+                    Ok(Ok(_)) => {}
                 }
             }
             _ = term.recv() => return,
@@ -419,7 +429,7 @@ async fn wait_for_signals(node: &Node) {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signals(_node: &Node) {
+async fn wait_for_signals(_node: &Arc<Node>) {
     let _ = tokio::signal::ctrl_c().await;
 }
 

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod grpc;
+pub mod runtime;
 pub mod tencent;
 
 /// Generated protobuf types and gRPC stubs of `rta.v1`.
