@@ -15,16 +15,18 @@
 //! access features the user has are found first, then narrowed by the
 //! postings of their other clauses (the counting step below); those left,
 //! plus the few with no access clause at all, are the candidates, and each
-//! candidate is then evaluated in full exactly as [`super::LinearMatcher`]
-//! would. Candidates are a superset of the matches, so the answer is the
-//! linear scan's answer; the property tests in this module check that
-//! against randomised strategies and users.
+//! candidate is then evaluated as [`super::LinearMatcher`] would, less the
+//! clauses that finding it has already settled (a tag, demographic or OS
+//! clause holds exactly when the user has one of its features; a count or a
+//! state says more, and is always evaluated). Candidates are a superset of
+//! the matches, so the answer is the linear scan's answer; the property tests
+//! in this module check that against randomised strategies and users.
 //!
 //! Cost per user: one hash probe per user feature, the access postings of
 //! the user's features, at most as many of the narrowing postings as
 //! [`POSTINGS_PER_EVALUATION`] times the strategies found (beyond that they
-//! are not walked: evaluating those strategies costs less), and one full
-//! evaluation per candidate. Narrowing postings are what grows with the set
+//! are not walked: evaluating those strategies costs less), and one evaluation
+//! of the unsettled clauses per candidate. Narrowing postings are what grows with the set
 //! when strategies narrow by platform-wide features: with 1,000 advertisers
 //! each on its own items, a user's items reach a few dozen strategies while
 //! a target group or an age narrows tens of thousands of them, and walking
@@ -199,6 +201,18 @@ fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<Feature>) -> Option
     }
 }
 
+/// Whether a clause holds exactly when the user has one of the features
+/// [`access`] names for it, so that finding the feature settles the clause
+/// and evaluating it again would only repeat the answer. Counts (a window, a
+/// range) and states (a code) say more than the feature does.
+fn settled_by_access(expr: &Expr) -> bool {
+    match expr {
+        Expr::Tag(_) | Expr::Attr { .. } | Expr::AttrIn { .. } | Expr::Os(_) => true,
+        Expr::Or(items) => items.iter().all(settled_by_access),
+        Expr::And(_) | Expr::Not(_) | Expr::Count { .. } | Expr::State { .. } => false,
+    }
+}
+
 /// The cheapest access among conjuncts, appended to `out`.
 fn best_of<'e>(
     items: impl Iterator<Item = &'e Expr>,
@@ -283,16 +297,73 @@ struct Postings {
 }
 
 /// A strategy's audience: what the matcher evaluates.
+///
+/// Its clauses are ordered so that those a candidate's postings have already
+/// settled (see [`settled_by_access`]) come last and can be left out: first
+/// the clauses always evaluated, then the settled narrowing clauses, then the
+/// settled access clause.
 #[derive(Debug)]
 struct Audience {
     match_unknown_devices: bool,
     clauses: Box<[Expr]>,
+    /// Clauses to evaluate when every indexed clause was found.
+    unsettled_by_all: u32,
+    /// Clauses to evaluate when only the access clause was found.
+    unsettled_by_access: u32,
+}
+
+/// How a candidate was found, in the low bits of its entry in
+/// [`Scratch::candidates`]: which of its clauses are settled.
+mod found {
+    /// Through its access postings and the counting step: every indexed clause.
+    pub const BY_ALL: u32 = 0;
+    /// Through its access postings only.
+    pub const BY_ACCESS: u32 = 1;
+    /// Not through postings (no access clause): none.
+    pub const UNINDEXED: u32 = 2;
+    /// Bits the tag takes.
+    pub const BITS: u32 = 2;
 }
 
 impl Audience {
+    /// `s`'s audience with its clauses in evaluation order, given the
+    /// `(bit, position)` of its indexed clauses that finding them settles.
+    fn ordered(s: &Strategy, settled: &[(usize, usize)]) -> Self {
+        let is_settled = |at: usize| settled.iter().any(|&(_, a)| a == at);
+        let mut clauses: Vec<Expr> = (0..s.clauses.len())
+            .filter(|&at| !is_settled(at))
+            .map(|at| s.clauses[at].expr.clone())
+            .collect();
+        let unsettled_by_all = clauses.len() as u32;
+        let by_bit = |narrowing: bool| {
+            settled
+                .iter()
+                .filter(move |&&(bit, _)| (bit > 0) == narrowing)
+                .map(|&(_, at)| s.clauses[at].expr.clone())
+        };
+        clauses.extend(by_bit(true));
+        let unsettled_by_access = clauses.len() as u32;
+        clauses.extend(by_bit(false));
+        Self {
+            match_unknown_devices: s.match_unknown_devices,
+            clauses: clauses.into(),
+            unsettled_by_all,
+            unsettled_by_access,
+        }
+    }
+
+    /// Whether the audience holds for `ctx`, given how it was found.
     #[inline]
-    fn matches(&self, ctx: &EvalContext<'_>) -> bool {
-        (ctx.known_user || self.match_unknown_devices) && self.clauses.iter().all(|e| e.eval(ctx))
+    fn matches(&self, ctx: &EvalContext<'_>, how: u32) -> bool {
+        let n = match how {
+            found::BY_ALL => self.unsettled_by_all as usize,
+            found::BY_ACCESS => self.unsettled_by_access as usize,
+            _ => self.clauses.len(),
+        };
+        (ctx.known_user || self.match_unknown_devices)
+            && self.clauses[..n.min(self.clauses.len())]
+                .iter()
+                .all(|e| e.eval(ctx))
     }
 }
 
@@ -305,7 +376,7 @@ struct Scratch {
     touched: Vec<u32>,
     /// The user's features' narrowing postings, `(start, length)`.
     narrowing: Vec<(u32, u32)>,
-    /// Strategies to evaluate.
+    /// Strategies to evaluate, `strategy << found::BITS | found::*`.
     candidates: Vec<u32>,
     /// Postings walked for the last user (access and narrowing).
     walked: usize,
@@ -329,38 +400,47 @@ impl IndexedMatcher {
         let mut unindexed_unknown = Vec::new();
         let mut expected_candidates = 0.0;
         let mut features = Vec::new();
-        let mut clauses: Vec<(f64, Vec<u64>)> = Vec::new();
+        // (estimated share, feature keys, the clause's position)
+        let mut clauses: Vec<(f64, Vec<u64>, usize)> = Vec::new();
+        let mut audiences = Vec::with_capacity(strategies.len());
         for (i, s) in strategies.iter().enumerate() {
             let i = i as u32;
             clauses.clear();
-            for c in s.clauses.iter() {
+            for (at, c) in s.clauses.iter().enumerate() {
                 features.clear();
                 if let Some(cost) = access(&c.expr, shares, &mut features) {
                     let mut keys: Vec<u64> = features.iter().map(|f| f.key()).collect();
                     keys.sort_unstable();
                     keys.dedup();
-                    clauses.push((cost, keys));
+                    clauses.push((cost, keys, at));
                 }
             }
             clauses.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // (bit, position) of the indexed clauses that finding settles
+            let mut settled: Vec<(usize, usize)> = Vec::new();
             if clauses.is_empty() {
                 expected_candidates += 1.0;
                 unindexed.push(i);
                 if s.match_unknown_devices {
                     unindexed_unknown.push(i);
                 }
-                continue;
-            }
-            let mut share = 1.0;
-            for (bit, (cost, keys)) in clauses.iter().take(MAX_INDEXED_CLAUSES).enumerate() {
-                if bit > 0 && *cost > SELECTIVE_SHARE {
-                    break;
+            } else {
+                let mut share = 1.0;
+                for (bit, (cost, keys, at)) in clauses.iter().take(MAX_INDEXED_CLAUSES).enumerate()
+                {
+                    if bit > 0 && *cost > SELECTIVE_SHARE {
+                        break;
+                    }
+                    share *= cost.min(1.0);
+                    required[i as usize] |= 1 << bit;
+                    filed.extend(keys.iter().map(|&k| (k, (i << 3) | bit as u32)));
+                    if settled_by_access(&s.clauses[*at].expr) {
+                        settled.push((bit, *at));
+                    }
                 }
-                share *= cost.min(1.0);
-                required[i as usize] |= 1 << bit;
-                filed.extend(keys.iter().map(|&k| (k, (i << 3) | bit as u32)));
+                expected_candidates += share;
             }
-            expected_candidates += share;
+            audiences.push(Audience::ordered(s, &settled));
         }
         filed.sort_unstable();
         let mut table = HashMap::with_capacity_and_hasher(filed.len(), ahash::RandomState::new());
@@ -383,13 +463,6 @@ impl IndexedMatcher {
         table.shrink_to_fit();
         access.shrink_to_fit();
         narrowing.shrink_to_fit();
-        let audiences = strategies
-            .iter()
-            .map(|s| Audience {
-                match_unknown_devices: s.match_unknown_devices,
-                clauses: s.clauses.iter().map(|c| c.expr.clone()).collect(),
-            })
-            .collect();
         Self {
             audiences,
             table,
@@ -474,7 +547,7 @@ impl IndexedMatcher {
             }
             for &s in touched.iter() {
                 if seen[s as usize] == self.required[s as usize] {
-                    candidates.push(s);
+                    candidates.push((s << found::BITS) | found::BY_ALL);
                 }
                 seen[s as usize] = 0;
             }
@@ -483,13 +556,22 @@ impl IndexedMatcher {
             for &s in touched.iter() {
                 seen[s as usize] = 0;
             }
-            candidates.extend_from_slice(touched);
+            candidates.extend(
+                touched
+                    .iter()
+                    .map(|&s| (s << found::BITS) | found::BY_ACCESS),
+            );
         }
-        candidates.extend_from_slice(if ctx.known_user {
+        let unindexed = if ctx.known_user {
             &self.unindexed
         } else {
             &self.unindexed_unknown
-        });
+        };
+        candidates.extend(
+            unindexed
+                .iter()
+                .map(|&s| (s << found::BITS) | found::UNINDEXED),
+        );
         candidates.sort_unstable();
     }
 }
@@ -509,11 +591,12 @@ impl Matcher for IndexedMatcher {
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             self.candidates(ctx, &mut scratch);
-            for &i in &scratch.candidates {
+            for &c in &scratch.candidates {
+                let i = c >> found::BITS;
                 if self
                     .audiences
                     .get(i as usize)
-                    .is_some_and(|a| a.matches(ctx))
+                    .is_some_and(|a| a.matches(ctx, c & ((1 << found::BITS) - 1)))
                 {
                     out.push(i);
                 }
