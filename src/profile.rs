@@ -1343,6 +1343,40 @@ mod tests {
         assert_eq!(p.count(other, Action::Browse, 0, 200), 9);
     }
 
+    proptest::proptest! {
+        /// Counting from a binary search sums exactly the records a plain
+        /// filter over all of them picks, in short and long profiles.
+        #[test]
+        fn counts_equal_a_plain_filter_over_the_records(
+            records in proptest::collection::vec(
+                (0u64..4, 0usize..3, 0u16..60, 1u16..9),
+                0..120,
+            ),
+            (id, action, from, len) in (0u64..5, 0usize..4, 0u16..70, 0u16..40),
+        ) {
+            const ACTIONS: [Action; 4] =
+                [Action::Browse, Action::Cart, Action::Buy, Action::Click];
+            let key = |id: u64| item(Scope::Sku, id + 1);
+            let mut b = ProfileBuilder::default();
+            for (id, action, day, count) in records {
+                b.behaviour.push(BehaviourCount {
+                    item: key(id),
+                    action: ACTIONS[action],
+                    day,
+                    count,
+                });
+            }
+            let p = b.build().unwrap();
+            let (it, action, to) = (key(id), ACTIONS[action], from + len);
+            let expected: u32 = p
+                .behaviour()
+                .filter(|r| r.item == it && r.action == action && (from..=to).contains(&r.day))
+                .map(|r| u32::from(r.count))
+                .sum();
+            proptest::prop_assert_eq!(p.count(it, action, from, to), expected);
+        }
+    }
+
     #[test]
     fn same_day_counts_merge_and_saturate() {
         let c = item(Scope::Sku, 7);

@@ -378,6 +378,12 @@ struct Scratch {
     narrowing: Vec<(u32, u32)>,
     /// Strategies to evaluate, `strategy << found::BITS | found::*`.
     candidates: Vec<u32>,
+    /// The candidates as a bitmap over strategies (one bit each), drained
+    /// into `candidates` in ascending order: cheaper than sorting them.
+    bits: Vec<u64>,
+    /// One bit per non-zero word of `bits`, so that draining skips the
+    /// empty ones (a 100,000-strategy set has 25 summary words).
+    summary: Vec<u64>,
     /// Postings walked for the last user (access and narrowing).
     walked: usize,
 }
@@ -504,10 +510,17 @@ impl IndexedMatcher {
             touched,
             narrowing,
             candidates,
+            bits,
+            summary,
             walked,
         } = scratch;
         if seen.len() < self.required.len() {
             seen.resize(self.required.len(), 0);
+        }
+        let words = self.required.len().div_ceil(64);
+        if bits.len() < words {
+            bits.resize(words, 0);
+            summary.resize(words.div_ceil(64), 0);
         }
         touched.clear();
         narrowing.clear();
@@ -532,7 +545,7 @@ impl IndexedMatcher {
                 to_walk += p.narrowing.1 as usize;
             }
         });
-        if to_walk <= touched.len().saturating_mul(self.postings_per_evaluation) {
+        let how = if to_walk <= touched.len().saturating_mul(self.postings_per_evaluation) {
             *walked += to_walk;
             // the counting step, for strategies found only: every indexed
             // clause must have a feature in `ctx`
@@ -540,40 +553,65 @@ impl IndexedMatcher {
                 let (at, len) = (at as usize, len as usize);
                 for &p in &self.narrowing[at..at + len] {
                     let s = (p >> 3) as usize;
-                    if seen[s] != 0 {
-                        seen[s] |= 1 << (p & 7);
-                    }
+                    // no branch: whether `s` was found is unpredictable
+                    let v = seen[s];
+                    seen[s] = v | (u8::from(v != 0) << (p & 7));
                 }
             }
             for &s in touched.iter() {
                 if seen[s as usize] == self.required[s as usize] {
-                    candidates.push((s << found::BITS) | found::BY_ALL);
+                    mark(bits, summary, s);
                 }
                 seen[s as usize] = 0;
             }
+            found::BY_ALL
         } else {
             // evaluating every strategy found costs less than narrowing them
             for &s in touched.iter() {
                 seen[s as usize] = 0;
+                mark(bits, summary, s);
             }
-            candidates.extend(
-                touched
-                    .iter()
-                    .map(|&s| (s << found::BITS) | found::BY_ACCESS),
-            );
-        }
+            found::BY_ACCESS
+        };
         let unindexed = if ctx.known_user {
             &self.unindexed
         } else {
             &self.unindexed_unknown
         };
-        candidates.extend(
-            unindexed
-                .iter()
-                .map(|&s| (s << found::BITS) | found::UNINDEXED),
-        );
-        candidates.sort_unstable();
+        for &s in unindexed {
+            mark(bits, summary, s);
+        }
+        // drain the bitmap, ascending; unindexed strategies require no clause
+        for (at, word) in summary.iter_mut().enumerate() {
+            let mut nonzero = std::mem::take(word);
+            while nonzero != 0 {
+                let w = at * 64 + nonzero.trailing_zeros() as usize;
+                nonzero &= nonzero - 1;
+                let Some(bits) = bits.get_mut(w) else {
+                    continue;
+                };
+                let mut b = std::mem::take(bits);
+                while b != 0 {
+                    let s = (w * 64) as u32 + b.trailing_zeros();
+                    b &= b - 1;
+                    let found = if self.required.get(s as usize).is_some_and(|&r| r != 0) {
+                        how
+                    } else {
+                        found::UNINDEXED
+                    };
+                    candidates.push((s << found::BITS) | found);
+                }
+            }
+        }
     }
+}
+
+/// Marks strategy `s` in the two-level candidate bitmap of [`Scratch`].
+#[inline]
+fn mark(bits: &mut [u64], summary: &mut [u64], s: u32) {
+    let w = (s >> 6) as usize;
+    bits[w] |= 1 << (s & 63);
+    summary[w >> 6] |= 1 << (w & 63);
 }
 
 impl Matcher for IndexedMatcher {
