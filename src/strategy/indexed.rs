@@ -236,6 +236,12 @@ fn best_of<'e>(
     Some(cost)
 }
 
+/// Candidates up to which sorting them costs less than draining them from
+/// the bitmap in [`Scratch`] (an unknown device's few, a customer's handful);
+/// above, marking and draining wins (a shared catalogue's ~50 at 1,000
+/// strategies, thousands at 100,000).
+const SORT_UP_TO: usize = 32;
+
 /// Clauses of one strategy indexed at most (one bit each in a `u8` mask).
 const MAX_INDEXED_CLAUSES: usize = 8;
 
@@ -379,7 +385,7 @@ struct Scratch {
     /// Strategies to evaluate, `strategy << found::BITS | found::*`.
     candidates: Vec<u32>,
     /// The candidates as a bitmap over strategies (one bit each), drained
-    /// into `candidates` in ascending order: cheaper than sorting them.
+    /// into `candidates` in ascending order: cheaper than sorting many.
     bits: Vec<u64>,
     /// One bit per non-zero word of `bits`, so that draining skips the
     /// empty ones (a 100,000-strategy set has 25 summary words).
@@ -560,7 +566,7 @@ impl IndexedMatcher {
             }
             for &s in touched.iter() {
                 if seen[s as usize] == self.required[s as usize] {
-                    mark(bits, summary, s);
+                    candidates.push((s << found::BITS) | found::BY_ALL);
                 }
                 seen[s as usize] = 0;
             }
@@ -569,8 +575,12 @@ impl IndexedMatcher {
             // evaluating every strategy found costs less than narrowing them
             for &s in touched.iter() {
                 seen[s as usize] = 0;
-                mark(bits, summary, s);
             }
+            candidates.extend(
+                touched
+                    .iter()
+                    .map(|&s| (s << found::BITS) | found::BY_ACCESS),
+            );
             found::BY_ACCESS
         };
         let unindexed = if ctx.known_user {
@@ -578,11 +588,23 @@ impl IndexedMatcher {
         } else {
             &self.unindexed_unknown
         };
-        for &s in unindexed {
-            mark(bits, summary, s);
+        candidates.extend(
+            unindexed
+                .iter()
+                .map(|&s| (s << found::BITS) | found::UNINDEXED),
+        );
+        if candidates.len() <= SORT_UP_TO {
+            candidates.sort_unstable();
+            return;
         }
+        for &c in candidates.iter() {
+            mark(bits, summary, c >> found::BITS);
+        }
+        candidates.clear();
         // drain the bitmap, ascending; unindexed strategies require no clause
-        for (at, word) in summary.iter_mut().enumerate() {
+        // (the scratch may be sized for a larger set: read this set's words only)
+        let in_use = words.div_ceil(64).min(summary.len());
+        for (at, word) in summary[..in_use].iter_mut().enumerate() {
             let mut nonzero = std::mem::take(word);
             while nonzero != 0 {
                 let w = at * 64 + nonzero.trailing_zeros() as usize;
