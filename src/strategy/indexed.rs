@@ -9,7 +9,7 @@
 //! clause names a set of [`Feature`]s, at least one of which the user must
 //! have. At build time each strategy is filed under the features of its most
 //! selective such clause (its *access clause*, chosen by estimated share of
-//! users having any of its features), and under those of up to seven more
+//! users having any of its features), and under those of up to six more
 //! selective clauses. At match time the user's own features (a few dozen)
 //! are looked up in a hash table of postings; the strategies one of whose
 //! access features the user has are found first, then narrowed by the
@@ -17,10 +17,14 @@
 //! plus the few with no access clause at all, are the candidates, and each
 //! candidate is then evaluated as [`super::LinearMatcher`] would, less the
 //! clauses that finding it has already settled (a tag, demographic or OS
-//! clause holds exactly when the user has one of its features; a count or a
-//! state says more, and is always evaluated). Candidates are a superset of
-//! the matches, so the answer is the linear scan's answer; the property tests
-//! in this module check that against randomised strategies and users.
+//! clause holds exactly when the user has one of its features, and "did it
+//! within d days" when the user did it fewer than d days ago: behaviour
+//! postings carry their clause's window; a larger count or a state says
+//! more, and is always evaluated). Negated clauses of that kind (`not
+//! buy(sku 1, 7d)`) are filed too, and a user having their feature is no
+//! candidate. Candidates are a superset of the matches, so the answer is the
+//! linear scan's answer; the property tests in this module check that
+//! against randomised strategies and users.
 //!
 //! Cost per user: one hash probe per user feature, the access postings of
 //! the user's features, at most as many of the narrowing postings as
@@ -38,7 +42,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::{EvalContext, Expr, LinearMatcher, Matcher, Strategy};
-use crate::profile::{Action, Attr, ItemKey, UserProfile};
+use crate::profile::{Action, Attr, Day, ItemKey, UserProfile};
 
 /// Something a user has that a clause can require: the unit of the postings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -51,9 +55,20 @@ pub enum Feature {
     Os(u8),
     /// Has a state (4A, RFM, CLV, ...) with this item.
     State(ItemKey),
-    /// Did this action on this item at least once (any day).
+    /// Did this action on this item on some day up to today. A behaviour
+    /// clause's postings under it carry the clause's window, and hold only
+    /// for a user who did it within the window (see [`Age`]).
     Did(ItemKey, Action),
 }
+
+/// Days since a user last did a [`Feature::Did`] (a positive count on a day
+/// up to today; 0 for every other feature). A behaviour count of at least
+/// one over days-ago `[from, to)` needs such a day less than `to` days ago,
+/// so a posting filed with window `to` holds only for an age below it.
+type Age = u16;
+
+/// The window of postings of features other than [`Feature::Did`]: never read.
+const NO_WINDOW: u16 = u16::MAX;
 
 impl Feature {
     /// A compact hash key: kind in the top byte, payload below.
@@ -88,35 +103,45 @@ impl Feature {
         }
     }
 
-    /// Calls `f` with every feature the context has.
-    fn each_of(ctx: &EvalContext<'_>, mut f: impl FnMut(Feature)) {
-        f(Self::Os(ctx.os as u8));
-        each_profile_feature(ctx.profile, &mut f);
+    /// Calls `f` with every feature the context has and its [`Age`].
+    fn each_of(ctx: &EvalContext<'_>, mut f: impl FnMut(Feature, Age)) {
+        f(Self::Os(ctx.os as u8), 0);
+        each_profile_feature(ctx.profile, ctx.today, &mut f);
     }
 }
 
-/// Every feature a profile has (all but the request's OS).
-fn each_profile_feature(p: &UserProfile, f: &mut impl FnMut(Feature)) {
+/// Every feature a profile has on day `today` (all but the request's OS),
+/// with its [`Age`].
+fn each_profile_feature(p: &UserProfile, today: Day, f: &mut impl FnMut(Feature, Age)) {
     for &t in p.tags() {
-        f(Feature::Tag(t));
+        f(Feature::Tag(t), 0);
     }
     for a in Attr::ALL {
         let v = p.attr(a);
         if v != 0 {
-            f(Feature::Attr(a, v));
+            f(Feature::Attr(a, v), 0);
         }
     }
     for (item, _) in p.items() {
-        f(Feature::State(item));
+        f(Feature::State(item), 0);
     }
-    // behaviour is sorted by item, action, day: one feature per run
-    let mut last = None;
+    // behaviour is sorted by item, action, day: one feature per run, aged
+    // by its last positive count up to today (later days count in no window)
+    let (mut run, mut latest): (Option<(ItemKey, Action)>, Option<Day>) = (None, None);
     for b in p.behaviour() {
         let here = (b.item, b.action);
-        if last != Some(here) {
-            last = Some(here);
-            f(Feature::Did(b.item, b.action));
+        if run != Some(here) {
+            if let (Some((item, action)), Some(day)) = (run, latest) {
+                f(Feature::Did(item, action), today - day);
+            }
+            (run, latest) = (Some(here), None);
         }
+        if b.count > 0 && b.day <= today {
+            latest = Some(b.day);
+        }
+    }
+    if let (Some((item, action)), Some(day)) = (run, latest) {
+        f(Feature::Did(item, action), today - day);
     }
 }
 
@@ -134,7 +159,10 @@ impl FeatureShares {
         let mut s = Self::default();
         for p in profiles {
             s.users += 1;
-            each_profile_feature(p, &mut |f| *s.counts.entry(f.key()).or_default() += 1);
+            // any day: a share of users who ever did it
+            each_profile_feature(p, Day::MAX, &mut |f, _| {
+                *s.counts.entry(f.key()).or_default() += 1;
+            });
         }
         s
     }
@@ -154,14 +182,16 @@ impl FeatureShares {
     }
 }
 
-/// The features one of which a clause requires, with their estimated share of
-/// users; `None` when the clause can hold for a user having none of them.
-fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<Feature>) -> Option<f64> {
+/// The features one of which a clause requires, each with the window its
+/// [`Age`] must be below ([`NO_WINDOW`] but for [`Feature::Did`]), and their
+/// estimated share of users; `None` when the clause can hold for a user
+/// having none of them.
+fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<(Feature, u16)>) -> Option<f64> {
     let mut add = |fs: &mut dyn Iterator<Item = Feature>| {
         let mut cost = 0.0;
         for f in fs {
             cost += shares.share(f);
-            out.push(f);
+            out.push((f, NO_WINDOW));
         }
         Some(cost)
     };
@@ -174,10 +204,19 @@ fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<Feature>) -> Option
             .filter(|v| mask[usize::from(v >> 6)] & (1 << (v & 63)) != 0)
             .map(|v| Feature::Attr(*attr, v))),
         Expr::Os(mask) => add(&mut (0..8u8).filter(|o| mask & (1 << o) != 0).map(Feature::Os)),
-        // a count of at least one needs at least one record of the action
+        // a count of at least one needs a positive count in the window,
+        // so a last one fewer than `to_ago` days ago
         Expr::Count {
-            item, action, lo, ..
-        } if *lo >= 1 => add(&mut std::iter::once(Feature::Did(*item, *action))),
+            item,
+            action,
+            lo,
+            to_ago,
+            ..
+        } if *lo >= 1 => {
+            let f = Feature::Did(*item, *action);
+            out.push((f, *to_ago));
+            Some(shares.share(f))
+        }
         // code 0 (no state with the item) not accepted: a state must exist
         Expr::State { item, mask, .. } if mask & 1 == 0 => {
             add(&mut std::iter::once(Feature::State(*item)))
@@ -202,12 +241,20 @@ fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<Feature>) -> Option
 }
 
 /// Whether a clause holds exactly when the user has one of the features
-/// [`access`] names for it, so that finding the feature settles the clause
-/// and evaluating it again would only repeat the answer. Counts (a window, a
-/// range) and states (a code) say more than the feature does.
+/// [`access`] names for it within its window, so that finding the feature
+/// settles the clause and evaluating it again would only repeat the answer.
+/// "Did it within `d` days" (`buy(sku 1, 7d)`) is settled; a count over a
+/// window not ending today, or of more than one, says more than the feature
+/// does, and so does a state (a code).
 fn settled_by_access(expr: &Expr) -> bool {
     match expr {
         Expr::Tag(_) | Expr::Attr { .. } | Expr::AttrIn { .. } | Expr::Os(_) => true,
+        Expr::Count {
+            from_ago: 0,
+            lo: 1,
+            hi: u32::MAX,
+            ..
+        } => true,
         Expr::Or(items) => items.iter().all(settled_by_access),
         Expr::And(_) | Expr::Not(_) | Expr::Count { .. } | Expr::State { .. } => false,
     }
@@ -217,10 +264,10 @@ fn settled_by_access(expr: &Expr) -> bool {
 fn best_of<'e>(
     items: impl Iterator<Item = &'e Expr>,
     shares: &FeatureShares,
-    out: &mut Vec<Feature>,
+    out: &mut Vec<(Feature, u16)>,
 ) -> Option<f64> {
     let mark = out.len();
-    let mut best: Option<(f64, Vec<Feature>)> = None;
+    let mut best: Option<(f64, Vec<(Feature, u16)>)> = None;
     let mut scratch = Vec::new();
     for e in items {
         scratch.clear();
@@ -236,14 +283,32 @@ fn best_of<'e>(
     Some(cost)
 }
 
+/// A feature's hash key and the window of its postings.
+type WindowedKey = (u64, u16);
+
+/// A clause's features as keys, by key, once each with its widest window
+/// (an `or` may name one feature under several windows).
+fn keyed(features: &[(Feature, u16)]) -> Vec<WindowedKey> {
+    let mut keys: Vec<WindowedKey> = features.iter().map(|&(f, w)| (f.key(), w)).collect();
+    keys.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+    keys.dedup_by_key(|k| k.0);
+    keys
+}
+
 /// Candidates up to which sorting them costs less than draining them from
 /// the bitmap in [`Scratch`] (an unknown device's few, a customer's handful);
 /// above, marking and draining wins (a shared catalogue's ~50 at 1,000
 /// strategies, thousands at 100,000).
 const SORT_UP_TO: usize = 32;
 
-/// Clauses of one strategy indexed at most (one bit each in a `u8` mask).
-const MAX_INDEXED_CLAUSES: usize = 8;
+/// Clauses of one strategy indexed at most (bits 0 to 6 of a `u8` mask).
+const MAX_INDEXED_CLAUSES: usize = 7;
+
+/// The clause bit of a posting filed under a feature of a negated clause
+/// (`not buy(sku 1, 7d)`): no strategy requires it, so setting it leaves the
+/// strategy out of the candidates, and a strategy that is kept has every
+/// such clause settled. Any number of clauses share it.
+const EXCLUDED: u32 = 7;
 
 /// Clauses beyond the access clause are indexed only when at most this share
 /// of users could satisfy them: a clause most users pass filters little and
@@ -261,23 +326,33 @@ pub const POSTINGS_PER_EVALUATION: usize = 32;
 /// A matcher that finds candidates through postings of features and
 /// evaluates only those; answers exactly as [`super::LinearMatcher`].
 ///
-/// Each strategy is filed under the features of up to eight of its clauses
+/// Each strategy is filed under the features of up to seven of its clauses
 /// (the access clause and other selective ones), each posting carrying the
-/// clause's bit. A user's access postings find the strategies that may
+/// clause's bit, and under those of its selective negated clauses (see
+/// [`EXCLUDED`]). A user's access postings find the strategies that may
 /// match; its other postings then set bits of those strategies, and only a
-/// strategy with every indexed clause's bit set (the counting step of Whang
-/// et al.) is evaluated in full, unless walking those postings would cost
-/// more than evaluating every strategy found (see [`POSTINGS_PER_EVALUATION`]).
+/// strategy with every indexed clause's bit set and no negated clause's
+/// (the counting step of Whang et al., with its ∉ postings) is evaluated in
+/// full, unless walking those postings would cost more than evaluating every
+/// strategy found (see [`POSTINGS_PER_EVALUATION`]). Postings of behaviour
+/// carry their clause's window and hold only for users who did it within
+/// it; they are ordered by window, widest first, so that those holding for a
+/// user are a prefix.
 #[derive(Debug)]
 pub struct IndexedMatcher {
     /// Feature key -> its postings.
     table: HashMap<u64, Postings, ahash::RandomState>,
     /// Strategies filed under a feature by their access clause (bit 0),
-    /// grouped by feature, ascending within it.
+    /// grouped by feature, widest window first within it.
     access: Vec<u32>,
+    /// The window of each of `access`.
+    access_within: Vec<u16>,
     /// `strategy << 3 | clause bit` of the other indexed clauses (bits 1 to
-    /// 7), grouped by feature, ascending within it.
+    /// 6) and of negated ones ([`EXCLUDED`]), grouped by feature, widest
+    /// window first within it.
     narrowing: Vec<u32>,
+    /// The window of each of `narrowing`.
+    narrowing_within: Vec<u16>,
     /// Postings walked per strategy found before evaluating instead.
     postings_per_evaluation: usize,
     /// Per strategy, the bits of its indexed clauses (0: not indexed).
@@ -286,7 +361,8 @@ pub struct IndexedMatcher {
     unindexed: Vec<u32>,
     /// Of those, the ones evaluated for unknown devices.
     unindexed_unknown: Vec<u32>,
-    /// Estimated candidates per user, by the shares used to build.
+    /// Estimated candidates per user, by the shares used to build (negated
+    /// clauses not counted).
     expected_candidates: f64,
     /// Every strategy's audience, copied in strategy order so that evaluating
     /// ascending candidates walks memory forward instead of chasing pointers
@@ -306,8 +382,8 @@ struct Postings {
 ///
 /// Its clauses are ordered so that those a candidate's postings have already
 /// settled (see [`settled_by_access`]) come last and can be left out: first
-/// the clauses always evaluated, then the settled narrowing clauses, then the
-/// settled access clause.
+/// the clauses always evaluated, then the settled narrowing and negated
+/// clauses, then the settled access clause.
 #[derive(Debug)]
 struct Audience {
     match_unknown_devices: bool,
@@ -406,14 +482,15 @@ impl IndexedMatcher {
 
     /// Indexes `strategies`, choosing access clauses by measured feature shares.
     pub fn with_shares(strategies: &[Strategy], shares: &FeatureShares) -> Self {
-        let mut filed: Vec<(u64, u32)> = Vec::new();
+        // (feature key, window, strategy << 3 | clause bit)
+        let mut filed: Vec<(u64, u16, u32)> = Vec::new();
         let mut required = vec![0u8; strategies.len()];
         let mut unindexed = Vec::new();
         let mut unindexed_unknown = Vec::new();
         let mut expected_candidates = 0.0;
         let mut features = Vec::new();
-        // (estimated share, feature keys, the clause's position)
-        let mut clauses: Vec<(f64, Vec<u64>, usize)> = Vec::new();
+        // (estimated share, (feature key, window)s, the clause's position)
+        let mut clauses: Vec<(f64, Vec<WindowedKey>, usize)> = Vec::new();
         let mut audiences = Vec::with_capacity(strategies.len());
         for (i, s) in strategies.iter().enumerate() {
             let i = i as u32;
@@ -421,10 +498,7 @@ impl IndexedMatcher {
             for (at, c) in s.clauses.iter().enumerate() {
                 features.clear();
                 if let Some(cost) = access(&c.expr, shares, &mut features) {
-                    let mut keys: Vec<u64> = features.iter().map(|f| f.key()).collect();
-                    keys.sort_unstable();
-                    keys.dedup();
-                    clauses.push((cost, keys, at));
+                    clauses.push((cost, keyed(&features), at));
                 }
             }
             clauses.sort_by(|a, b| a.0.total_cmp(&b.0));
@@ -445,25 +519,45 @@ impl IndexedMatcher {
                     }
                     share *= cost.min(1.0);
                     required[i as usize] |= 1 << bit;
-                    filed.extend(keys.iter().map(|&k| (k, (i << 3) | bit as u32)));
+                    filed.extend(keys.iter().map(|&(k, w)| (k, w, (i << 3) | bit as u32)));
                     if settled_by_access(&s.clauses[*at].expr) {
                         settled.push((bit, *at));
                     }
                 }
                 expected_candidates += share;
+                // a negated clause whose features say exactly when it fails
+                // excludes the users having them: few, when they are selective
+                for (at, c) in s.clauses.iter().enumerate() {
+                    let Expr::Not(e) = &c.expr else { continue };
+                    features.clear();
+                    if settled_by_access(e)
+                        && access(e, shares, &mut features).is_some_and(|c| c <= SELECTIVE_SHARE)
+                    {
+                        filed.extend(
+                            keyed(&features)
+                                .into_iter()
+                                .map(|(k, w)| (k, w, (i << 3) | EXCLUDED)),
+                        );
+                        settled.push((EXCLUDED as usize, at));
+                    }
+                }
             }
             audiences.push(Audience::ordered(s, &settled));
         }
-        filed.sort_unstable();
+        // by feature, then widest window first
+        filed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)));
         let mut table = HashMap::with_capacity_and_hasher(filed.len(), ahash::RandomState::new());
-        let (mut access, mut narrowing) = (Vec::new(), Vec::new());
+        let (mut access, mut access_within) = (Vec::new(), Vec::new());
+        let (mut narrowing, mut narrowing_within) = (Vec::new(), Vec::new());
         for group in filed.chunk_by(|a, b| a.0 == b.0) {
             let (a0, n0) = (access.len() as u32, narrowing.len() as u32);
-            for &(_, p) in group {
+            for &(_, within, p) in group {
                 if p & 7 == 0 {
                     access.push(p >> 3);
+                    access_within.push(within);
                 } else {
                     narrowing.push(p);
+                    narrowing_within.push(within);
                 }
             }
             let postings = Postings {
@@ -473,13 +567,19 @@ impl IndexedMatcher {
             table.insert(group[0].0, postings);
         }
         table.shrink_to_fit();
-        access.shrink_to_fit();
-        narrowing.shrink_to_fit();
+        for v in [&mut access, &mut narrowing] {
+            v.shrink_to_fit();
+        }
+        for v in [&mut access_within, &mut narrowing_within] {
+            v.shrink_to_fit();
+        }
         Self {
             audiences,
             table,
             access,
+            access_within,
             narrowing,
+            narrowing_within,
             postings_per_evaluation: POSTINGS_PER_EVALUATION,
             required,
             unindexed,
@@ -533,11 +633,20 @@ impl IndexedMatcher {
         candidates.clear();
         let mut to_walk = 0usize;
         *walked = 0;
-        Feature::each_of(ctx, |f| {
+        Feature::each_of(ctx, |f, age| {
             let Some(p) = self.table.get(&f.key()) else {
                 return;
             };
-            let (at, len) = (p.access.0 as usize, p.access.1 as usize);
+            // behaviour postings hold up to the first window the age is not below
+            let holding = |(at, len): (u32, u32), within: &[u16]| {
+                let (at, len) = (at as usize, len as usize);
+                let len = match f {
+                    Feature::Did(..) => within[at..at + len].partition_point(|&w| w > age),
+                    _ => len,
+                };
+                (at, len)
+            };
+            let (at, len) = holding(p.access, &self.access_within);
             *walked += len;
             for &s in &self.access[at..at + len] {
                 let s = s as usize;
@@ -546,9 +655,10 @@ impl IndexedMatcher {
                     seen[s] = 1;
                 }
             }
-            if p.narrowing.1 > 0 {
-                narrowing.push(p.narrowing);
-                to_walk += p.narrowing.1 as usize;
+            let (at, len) = holding(p.narrowing, &self.narrowing_within);
+            if len > 0 {
+                narrowing.push((at as u32, len as u32));
+                to_walk += len;
             }
         });
         let how = if to_walk <= touched.len().saturating_mul(self.postings_per_evaluation) {
@@ -878,6 +988,76 @@ mod tests {
             candidates_10k <= 2.0 * candidates_1k + 10.0,
             "candidates per user: {candidates_1k} at 1,000, {candidates_10k} at 10,000"
         );
+    }
+
+    /// A profile with these `(item, action, days before TODAY, count)`
+    /// records (a negative number of days: a day after TODAY).
+    fn with_behaviour(records: &[(ItemKey, Action, i32, u16)]) -> UserProfile {
+        let mut b = crate::profile::ProfileBuilder::default();
+        for &(item, action, ago, count) in records {
+            b.behaviour.push(crate::profile::BehaviourCount {
+                item,
+                action,
+                day: (i32::from(TODAY) - ago) as Day,
+                count,
+            });
+        }
+        b.build().expect("a small profile builds")
+    }
+
+    #[test]
+    fn recent_behaviour_and_negated_clauses_are_settled_by_postings() {
+        use crate::profile::Scope;
+        let t = Taxonomy::default_taxonomy();
+        let src = "[[strategy]]\nid = \"carted\"\ntarget_id = \"1\"\naudience = \"cart(sku 1, 7d)\"\n\n\
+                   [[strategy]]\nid = \"not_bought\"\ntarget_id = \"2\"\naudience = \"os == ios and not buy(sku 2, 7d)\"\n";
+        let set = StrategySet::from_toml(src, "s", &t).expect("compiles");
+        let indexed = IndexedMatcher::new(set.strategies());
+        let (sku1, sku2) = (
+            ItemKey::new(Scope::Sku, 1).expect("valid id"),
+            ItemKey::new(Scope::Sku, 2).expect("valid id"),
+        );
+        let cases = [
+            // carted 7 days ago (outside "7d": today and the 6 days before),
+            // bought today: a candidate for neither
+            (
+                with_behaviour(&[(sku1, Action::Cart, 7, 1), (sku2, Action::Buy, 0, 1)]),
+                vec![],
+            ),
+            // a zero count today and a cart 30 days ago; a purchase dated
+            // tomorrow, which no window counts yet
+            (
+                with_behaviour(&[
+                    (sku1, Action::Cart, 0, 0),
+                    (sku1, Action::Cart, 30, 2),
+                    (sku2, Action::Buy, -1, 1),
+                ]),
+                vec![1],
+            ),
+            // carted 6 days ago, never bought
+            (with_behaviour(&[(sku1, Action::Cart, 6, 1)]), vec![0, 1]),
+        ];
+        let mut scratch = Scratch::default();
+        for (k, (p, expected)) in cases.iter().enumerate() {
+            let ctx = EvalContext {
+                profile: p,
+                known_user: true,
+                today: TODAY,
+                os: Os::Ios,
+            };
+            indexed.candidates(&ctx, &mut scratch);
+            let found: Vec<u32> = scratch
+                .candidates
+                .iter()
+                .map(|c| c >> found::BITS)
+                .collect();
+            assert_eq!(&found, expected, "candidates of user {k}");
+            // found through every indexed clause: the windowed and negated
+            // clauses are settled, and the answer is still the scan's
+            assert!(scratch.candidates.iter().all(|c| c & 3 == found::BY_ALL));
+            let (lin, idx) = both(&set, &indexed, &ctx, None);
+            assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
+        }
     }
 
     #[test]
