@@ -178,7 +178,7 @@ fn decide(c: &mut Criterion) {
             b.iter(|| {
                 let (d, os) = &known[i & mask];
                 i += 1;
-                engine.decide(black_box(&request(d, *os)))
+                engine.decide_with(black_box(&request(d, *os)), |d| d.matches.len())
             })
         });
         let (take, refuse) = examples(engine, &taxonomy);
@@ -194,11 +194,19 @@ fn decide(c: &mut Criterion) {
                 d.matches.len()
             );
             g.bench_function(format!("{name}/{case}"), |b| {
-                b.iter(|| engine.decide(black_box(&request(&device, Os::Android))))
+                b.iter(|| {
+                    engine.decide_with(black_box(&request(&device, Os::Android)), |d| {
+                        d.matches.len()
+                    })
+                })
             });
         }
         g.bench_function(format!("{name}/unknown_device"), |b| {
-            b.iter(|| engine.decide(black_box(&request(&unknown, Os::Android))))
+            b.iter(|| {
+                engine.decide_with(black_box(&request(&unknown, Os::Android)), |d| {
+                    d.matches.len()
+                })
+            })
         });
     }
 
@@ -245,11 +253,15 @@ fn decide(c: &mut Criterion) {
         b.iter(|| {
             let (d, os) = &known[i & mask];
             i += 1;
-            engine.decide(black_box(&request(d, *os)))
+            engine.decide_with(black_box(&request(d, *os)), |d| d.matches.len())
         })
     });
     g.bench_function("demo_intelligence/unknown_device", |b| {
-        b.iter(|| engine.decide(black_box(&request(&unknown, Os::Android))))
+        b.iter(|| {
+            engine.decide_with(black_box(&request(&unknown, Os::Android)), |d| {
+                d.matches.len()
+            })
+        })
     });
     g.finish();
 }

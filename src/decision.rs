@@ -82,12 +82,18 @@ pub struct DecisionRequest<'a> {
 }
 
 /// A strategy the device matched.
+///
+/// Its ids are `&str` borrowed from the live strategy set while a decision
+/// is being answered ([`DecisionEngine::decide_with`]), and `Arc<str>` in a
+/// decision kept beyond that ([`DecisionEngine::decide`]): cloning an `Arc`
+/// for each of a user's twenty matches costs two atomic writes each, to
+/// counts every core serving the same strategies shares.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MatchedStrategy {
+pub struct MatchedStrategy<S = Arc<str>> {
     /// Our strategy id.
-    pub strategy_id: Arc<str>,
+    pub strategy_id: S,
     /// The media-facing id (a variant's, when its experiment arm has one).
-    pub target_id: Arc<str>,
+    pub target_id: S,
     /// The bid factor.
     pub bid_factor: f64,
     /// Predicted CTR, when the strategy is scored and the user has a vector.
@@ -96,18 +102,40 @@ pub struct MatchedStrategy {
     pub pcvr: Option<f64>,
 }
 
-/// The answer for one ad opportunity.
+/// The answer for one ad opportunity (ids as in [`MatchedStrategy`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision {
+pub struct Decision<S = Arc<str>> {
     /// Whether to take the traffic.
     pub take: bool,
     /// Matched strategies: by expected value (pCTR x pCVR) when scored,
     /// otherwise in strategy-file order.
-    pub matches: Vec<MatchedStrategy>,
+    pub matches: Vec<MatchedStrategy<S>>,
     /// How long the media may cache this answer, in seconds.
     pub cache_seconds: u32,
     /// The outcome, as counted in metrics.
     pub outcome: &'static str,
+}
+
+impl Decision<&str> {
+    /// This decision with its ids copied out of the strategy set, to keep.
+    pub fn owned(&self) -> Decision {
+        Decision {
+            take: self.take,
+            matches: self
+                .matches
+                .iter()
+                .map(|m| MatchedStrategy {
+                    strategy_id: Arc::from(m.strategy_id),
+                    target_id: Arc::from(m.target_id),
+                    bid_factor: m.bid_factor,
+                    pctr: m.pctr,
+                    pcvr: m.pcvr,
+                })
+                .collect(),
+            cache_seconds: self.cache_seconds,
+            outcome: self.outcome,
+        }
+    }
 }
 
 /// Why a strategy whose audience matched was not taken (a metric label).
@@ -297,8 +325,8 @@ impl Live {
 
 /// What settling one audience match came to.
 #[derive(Debug, Default)]
-struct Settled {
-    taken: Option<MatchedStrategy>,
+struct Settled<'s> {
+    taken: Option<MatchedStrategy<&'s str>>,
     refused: Option<&'static str>,
     cap: Option<CapState>,
     score: Option<Prediction>,
@@ -386,16 +414,37 @@ impl DecisionEngine {
         self.clock.today()
     }
 
-    /// Decides one request.
+    /// Decides one request and returns the decision to keep.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
-        self.decide_counted(req, true)
+        self.decide_counted(req, true, |d| d.owned())
     }
 
     /// Decides without counting the answer as traffic: for media test requests
     /// and explanations, which must never count toward hit rates, caps,
     /// request-rate rules or experiment arms.
     pub fn decide_uncounted(&self, req: &DecisionRequest<'_>) -> Decision {
-        self.decide_counted(req, false)
+        self.decide_counted(req, false, |d| d.owned())
+    }
+
+    /// Decides one request and hands the decision, its ids borrowed from
+    /// the live strategy set, to `answer`: what serving does, encoding the
+    /// answer without copying an id or touching a shared count.
+    pub fn decide_with<R>(
+        &self,
+        req: &DecisionRequest<'_>,
+        answer: impl FnOnce(&Decision<&str>) -> R,
+    ) -> R {
+        self.decide_counted(req, true, answer)
+    }
+
+    /// [`DecisionEngine::decide_with`], not counted as traffic (see
+    /// [`DecisionEngine::decide_uncounted`]).
+    pub fn decide_uncounted_with<R>(
+        &self,
+        req: &DecisionRequest<'_>,
+        answer: impl FnOnce(&Decision<&str>) -> R,
+    ) -> R {
+        self.decide_counted(req, false, answer)
     }
 
     /// The blacklist reason refusing this request, if any; counts the
@@ -423,7 +472,12 @@ impl DecisionEngine {
     }
 
     /// Decides; `count` says whether this is traffic (counted in metrics) or not.
-    fn decide_counted(&self, req: &DecisionRequest<'_>, count: bool) -> Decision {
+    fn decide_counted<R>(
+        &self,
+        req: &DecisionRequest<'_>,
+        count: bool,
+        answer: impl FnOnce(&Decision<&str>) -> R,
+    ) -> R {
         let live = self.live.load();
         let set = &live.set;
         let usable = req.devices.iter().filter(|d| !d.is_doubtful()).count();
@@ -443,18 +497,18 @@ impl DecisionEngine {
                 metrics::counter!(telemetry::BLACKLIST_REFUSALS, "reason" => reason.label())
                     .increment(1);
             }
-            return Decision {
+            return answer(&Decision {
                 take: false,
                 matches: Vec::new(),
                 cache_seconds: set.cache.unmatched_seconds,
                 outcome: telemetry::outcome::BLACKLISTED,
-            };
+            });
         }
         let today = self.clock.today();
         let only = restriction(set, req.only_strategies);
         // loaded at the first strategy that needs one: plain sets never pay for it
         let mut shifts = None;
-        SCRATCH.with(|scratch| {
+        let decision = SCRATCH.with(|scratch| {
             let mut hits = scratch.borrow_mut();
             hits.clear();
             let mut capped = false;
@@ -583,7 +637,9 @@ impl DecisionEngine {
                 cache_seconds,
                 outcome,
             }
-        })
+        });
+        // the scratch released: `answer` may decide again
+        answer(&decision)
     }
 
     /// Counts a taken answer in the user's profile for the strategies whose
@@ -593,12 +649,12 @@ impl DecisionEngine {
         &self,
         set: &StrategySet,
         user: UserId,
-        matches: &[MatchedStrategy],
+        matches: &[MatchedStrategy<&str>],
         today: Day,
     ) {
         let mut keys: Vec<crate::profile::ItemKey> = matches
             .iter()
-            .filter_map(|m| set.index_of(&m.strategy_id))
+            .filter_map(|m| set.index_of(m.strategy_id))
             .filter(|i| set.counts_strategy_answers(*i as usize))
             .filter_map(|i| set.strategies().get(i as usize).map(|s| s.feedback_key))
             .collect();
@@ -623,16 +679,16 @@ impl DecisionEngine {
     /// drawn from users who would otherwise have been targeted), then the
     /// bid factor (the variant's base, scaled by the score).
     #[allow(clippy::too_many_arguments)]
-    fn settle(
+    fn settle<'s>(
         &self,
         set: &StrategySet,
-        s: &Strategy,
+        s: &'s Strategy,
         profile: &UserProfile,
         who: (Option<UserId>, &[DeviceKey]),
         buckets: &[u64],
         today: Day,
         shift: Shift,
-    ) -> Settled {
+    ) -> Settled<'s> {
         let mut out = Settled::default();
         if let Some(cap) = &s.cap {
             let st = cap.strategy_state(profile, s.feedback_key, today);
@@ -661,7 +717,7 @@ impl DecisionEngine {
             }
         }
         let mut base = s.bid_factor;
-        let mut target_id = s.target_id.clone();
+        let mut target_id = &*s.target_id;
         if let Some(e) = &s.experiment
             && let Some(subject) = subject_of(who.0, who.1)
         {
@@ -676,7 +732,7 @@ impl DecisionEngine {
                     if let Some(v) = e.variants.get(i) {
                         base = v.bid_factor.unwrap_or(base);
                         if let Some(t) = &v.target_id {
-                            target_id = t.clone();
+                            target_id = t;
                         }
                     }
                 }
@@ -688,7 +744,7 @@ impl DecisionEngine {
             _ => base,
         };
         out.taken = Some(MatchedStrategy {
-            strategy_id: s.id.clone(),
+            strategy_id: &s.id,
             target_id,
             bid_factor,
             pctr: out.score.and_then(|p| p.pctr),
@@ -700,7 +756,7 @@ impl DecisionEngine {
     /// Decides a request and says, per strategy, why it matched or not, and
     /// what each settling step (cap, score, experiment) said.
     pub fn explain(&self, req: &DecisionRequest<'_>) -> Explanation {
-        let decision = self.decide_counted(req, false);
+        let decision = self.decide_uncounted(req);
         let live = self.live.load();
         let set = live.set.clone();
         let shifts = live.shifts.load();
@@ -1032,17 +1088,17 @@ fn subject_of(user: Option<UserId>, devices: &[DeviceKey]) -> Option<experiment:
     }
 }
 
-fn plain_match(s: &Strategy) -> MatchedStrategy {
+fn plain_match(s: &Strategy) -> MatchedStrategy<&str> {
     MatchedStrategy {
-        strategy_id: s.id.clone(),
-        target_id: s.target_id.clone(),
+        strategy_id: &s.id,
+        target_id: &s.target_id,
         bid_factor: s.bid_factor,
         pctr: None,
         pcvr: None,
     }
 }
 
-fn value_of(m: &MatchedStrategy) -> f64 {
+fn value_of(m: &MatchedStrategy<&str>) -> f64 {
     Prediction {
         pctr: m.pctr,
         pcvr: m.pcvr,

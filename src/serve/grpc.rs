@@ -35,17 +35,20 @@ impl RtaGrpc {
         let started = Instant::now();
         let parsed = parse_request(req, field_prefix).inspect_err(|e| e.count(api))?;
         let only: Vec<&str> = req.strategy_ids.iter().map(String::as_str).collect();
-        let decision = self.engine.decide(&DecisionRequest {
+        let dreq = DecisionRequest {
             devices: &parsed.devices,
             os: parsed.os,
             experiments: &req.experiment_ids,
             only_strategies: &only,
-        });
-        let elapsed = started.elapsed();
-        metrics::counter!(telemetry::DECIDE_REQUESTS, "api" => api, "outcome" => decision.outcome)
-            .increment(1);
-        metrics::histogram!(telemetry::DECIDE_DURATION, "api" => api).record(elapsed.as_secs_f64());
-        Ok(to_response(&req.request_id, decision, elapsed.as_micros()))
+        };
+        Ok(self.engine.decide_with(&dreq, |decision| {
+            let elapsed = started.elapsed();
+            metrics::counter!(telemetry::DECIDE_REQUESTS, "api" => api, "outcome" => decision.outcome)
+                .increment(1);
+            metrics::histogram!(telemetry::DECIDE_DURATION, "api" => api)
+                .record(elapsed.as_secs_f64());
+            to_response(&req.request_id, decision, elapsed.as_micros())
+        }))
     }
 }
 
@@ -137,13 +140,13 @@ fn parse_request(req: &pb::DecideRequest, prefix: &str) -> Result<Parsed, Invali
     Ok(Parsed { devices, os })
 }
 
-fn to_response(request_id: &str, d: Decision, micros: u128) -> pb::DecideResponse {
+fn to_response(request_id: &str, d: &Decision<&str>, micros: u128) -> pb::DecideResponse {
     pb::DecideResponse {
         request_id: request_id.to_string(),
         take: d.take,
         matches: d
             .matches
-            .into_iter()
+            .iter()
             .map(|m| pb::MatchedStrategy {
                 strategy_id: m.strategy_id.to_string(),
                 target_id: m.target_id.to_string(),

@@ -186,7 +186,7 @@ impl Endpoint {
     fn to_response(
         &self,
         request_id: Option<String>,
-        d: &Decision,
+        d: &Decision<&str>,
         elapsed: Duration,
     ) -> pb::RtaResponse {
         let mut out = pb::RtaResponse {
@@ -196,7 +196,7 @@ impl Endpoint {
             ..Default::default()
         };
         for m in &d.matches {
-            if out.out_target_id.iter().any(|t| **t == *m.target_id) {
+            if out.out_target_id.iter().any(|t| t == m.target_id) {
                 continue;
             }
             out.out_target_id.push(m.target_id.to_string());
@@ -206,7 +206,7 @@ impl Endpoint {
                 user_weight_factor: self.user_weight_factor.then_some(factor),
                 cpc_factor: self.cpc_factor.then_some(factor),
                 pcvr: m.pcvr.map(|p| p as f32),
-                dsp_tag_str: Some(dsp_tag(&m.strategy_id)),
+                dsp_tag_str: Some(dsp_tag(m.strategy_id)),
                 ..Default::default()
             });
         }
@@ -280,18 +280,21 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         experiments: &translated.experiments,
         only_strategies: &[],
     };
-    let decision = if req.is_test() {
+    let is_test = req.is_test();
+    let respond = |decision: &Decision<&str>| {
+        let elapsed = arrival.elapsed();
+        count(api, decision.outcome, elapsed);
+        ep.to_response(req.id, decision, elapsed)
+    };
+    let response = if is_test {
         // the uncounted path: test traffic is never a real opportunity
-        ep.engine.decide_uncounted(&dreq)
+        ep.engine.decide_uncounted_with(&dreq, respond)
     } else {
         if !translated.flagged.is_empty() {
             ep.engine.flag_doubtful_ids(&translated.flagged);
         }
-        ep.engine.decide(&dreq)
+        ep.engine.decide_with(&dreq, respond)
     };
-    let elapsed = arrival.elapsed();
-    let response = ep.to_response(req.id, &decision, elapsed);
-    count(api, decision.outcome, elapsed);
     protobuf(&response)
 }
 
@@ -532,10 +535,14 @@ mod tests {
         Endpoint::new(Arc::new(engine), cfg)
     }
 
-    fn matched(strategy: &str, target: &str, factor: f64) -> MatchedStrategy {
+    fn matched(
+        strategy: &'static str,
+        target: &'static str,
+        factor: f64,
+    ) -> MatchedStrategy<&'static str> {
         MatchedStrategy {
-            strategy_id: Arc::from(strategy),
-            target_id: Arc::from(target),
+            strategy_id: strategy,
+            target_id: target,
             bid_factor: factor,
             pctr: None,
             pcvr: None,
