@@ -30,6 +30,7 @@ use crate::model::{
 };
 use crate::profile::{Action, Day, UserProfile, day_of};
 use crate::strategy::{EvalContext, Os, Strategy, StrategySet};
+use crate::tally::Tally;
 use crate::taxonomy::Taxonomy;
 use crate::telemetry;
 
@@ -264,23 +265,71 @@ pub struct DecisionEngine {
     groups: OnceLock<(u32, Arc<Taxonomy>)>,
 }
 
-/// Counters of one strategy, registered once per set (at its first counted
-/// decision, so that a recorder installed after the engine was built still
-/// gets them): looking a labelled counter up in the metrics registry on every
+/// Where one strategy's counts are in its set's [`Tally`]. The counters
+/// behind them are registered once per set (at its first counted decision,
+/// so that a recorder installed after the engine was built still gets
+/// them): looking a labelled counter up in the metrics registry on every
 /// match would cost more than matching.
-struct StrategyCounters {
-    matched: metrics::Counter,
-    /// Only for strategies with a step that can refuse (not plain ones):
-    /// large sets of plain strategies would otherwise export 4 series each.
-    refused: Option<[metrics::Counter; 4]>,
-    /// One per experiment arm label (`Experiment::labels`).
-    arms: Box<[metrics::Counter]>,
+#[derive(Clone, Copy)]
+struct StrategySlots {
+    matched: u32,
+    /// The first of [`refusal::ALL`]'s slots; only for strategies with a
+    /// step that can refuse (not plain ones): large sets of plain strategies
+    /// would otherwise export 4 series each.
+    refused: Option<u32>,
+    /// The first of the experiment arms' slots (`Experiment::labels`), and
+    /// how many there are.
+    arms: (u32, u32),
+}
+
+/// A set's per-strategy counts: matches, refusals, experiment arms.
+struct StrategyCounts {
+    slots: Box<[StrategySlots]>,
+    tally: Tally,
+}
+
+impl StrategyCounts {
+    fn register(set: &StrategySet) -> Self {
+        let mut counters = Vec::new();
+        let mut slot = |c: metrics::Counter| {
+            counters.push(c);
+            (counters.len() - 1) as u32
+        };
+        let slots = set
+            .strategies()
+            .iter()
+            .map(|s| {
+                let matched = slot(metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone()));
+                let refused = (!s.is_plain()).then(|| {
+                    let first = slot(metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => refusal::ALL[0]));
+                    for r in &refusal::ALL[1..] {
+                        slot(metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => *r));
+                    }
+                    first
+                });
+                let mut arms = (0, 0);
+                for (k, arm) in s.experiment.iter().flat_map(|e| e.labels()).enumerate() {
+                    let at = slot(metrics::counter!(telemetry::EXPERIMENT_ARMS, "strategy" => s.id.clone(), "arm" => arm.to_string()));
+                    arms = if k == 0 { (at, 1) } else { (arms.0, arms.1 + 1) };
+                }
+                StrategySlots {
+                    matched,
+                    refused,
+                    arms,
+                }
+            })
+            .collect();
+        Self {
+            slots,
+            tally: Tally::new(counters),
+        }
+    }
 }
 
 /// The serving strategy set with its counters and calibration.
 struct Live {
     set: Arc<StrategySet>,
-    counters: OnceLock<Box<[StrategyCounters]>>,
+    counts: OnceLock<StrategyCounts>,
     /// Per strategy, the logit shift of its heads.
     shifts: ArcSwap<Box<[Shift]>>,
 }
@@ -289,37 +338,15 @@ impl Live {
     fn new(set: StrategySet, shifts: Box<[Shift]>) -> Self {
         Self {
             set: Arc::new(set),
-            counters: OnceLock::new(),
+            counts: OnceLock::new(),
             shifts: ArcSwap::from_pointee(shifts),
         }
     }
 
-    /// Strategy `i`'s counters.
-    fn counters(&self, i: usize) -> Option<&StrategyCounters> {
-        self.counters
-            .get_or_init(|| {
-                self.set
-                    .strategies()
-                    .iter()
-                    .map(|s| StrategyCounters {
-                        matched: metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone()),
-                        refused: (!s.is_plain()).then(|| {
-                            refusal::ALL.map(|r| {
-                                metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => r)
-                            })
-                        }),
-                        arms: s
-                            .experiment
-                            .iter()
-                            .flat_map(|e| e.labels())
-                            .map(|arm| {
-                                metrics::counter!(telemetry::EXPERIMENT_ARMS, "strategy" => s.id.clone(), "arm" => arm.to_string())
-                            })
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .get(i)
+    /// The set's per-strategy counts, registered at the first call.
+    fn counts(&self) -> &StrategyCounts {
+        self.counts
+            .get_or_init(|| StrategyCounts::register(&self.set))
     }
 }
 
@@ -412,6 +439,16 @@ impl DecisionEngine {
     /// Today, per the engine's clock.
     pub fn today(&self) -> Day {
         self.clock.today()
+    }
+
+    /// Adds the per-strategy counts of the serving set (matches, refusals,
+    /// experiment arms) gathered since the last call to the metrics
+    /// exporter's counters: call before rendering metrics. A replaced set
+    /// adds its last counts when its last decision is done.
+    pub fn publish_counts(&self) {
+        if let Some(c) = self.live.load().counts.get() {
+            c.tally.publish();
+        }
     }
 
     /// Decides one request and returns the decision to keep.
@@ -508,6 +545,10 @@ impl DecisionEngine {
         let only = restriction(set, req.only_strategies);
         // loaded at the first strategy that needs one: plain sets never pay for it
         let mut shifts = None;
+        let counts = count.then(|| {
+            let c = live.counts();
+            (c, c.tally.row())
+        });
         let decision = SCRATCH.with(|scratch| {
             let mut hits = scratch.borrow_mut();
             hits.clear();
@@ -535,14 +576,10 @@ impl DecisionEngine {
                     let Some(s) = strategies.get(i as usize) else {
                         continue;
                     };
-                    let counters = if count {
-                        live.counters(i as usize)
-                    } else {
-                        None
-                    };
+                    let slots = counts.and_then(|(c, row)| Some((c.slots.get(i as usize)?, row)));
                     if s.is_plain() {
-                        if let Some(c) = counters {
-                            c.matched.increment(1);
+                        if let Some((c, row)) = slots {
+                            row.add(c.matched);
                         }
                         matches.push(plain_match(s));
                         continue;
@@ -565,21 +602,22 @@ impl DecisionEngine {
                         today,
                         shift,
                     );
-                    if let Some(c) = counters {
+                    if let Some((c, row)) = slots {
                         if let (Some(arm), Some(e)) = (settled.arm, &s.experiment)
-                            && let Some(a) = c.arms.get(e.arm_index(arm))
+                            && let Ok(k) = u32::try_from(e.arm_index(arm))
+                            && k < c.arms.1
                         {
-                            a.increment(1);
+                            row.add(c.arms.0 + k);
                         }
                         match settled.refused {
                             Some(r) => {
                                 if let Some(k) = refusal::ALL.iter().position(|x| *x == r)
-                                    && let Some(refused) = &c.refused
+                                    && let Some(first) = c.refused
                                 {
-                                    refused[k].increment(1);
+                                    row.add(first + k as u32);
                                 }
                             }
-                            None => c.matched.increment(1),
+                            None => row.add(c.matched),
                         }
                     }
                     if let Some(m) = settled.taken {

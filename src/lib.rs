@@ -23,5 +23,6 @@ pub mod serve;
 pub mod snapshot;
 pub mod strategy;
 mod table_memory;
+pub mod tally;
 pub mod taxonomy;
 pub mod telemetry;

@@ -108,8 +108,9 @@ impl Node {
         self.ready.load(Ordering::Acquire)
     }
 
-    /// Publishes index and strategy gauges.
+    /// Publishes index and strategy gauges and the per-strategy counts.
     pub fn update_gauges(&self) {
+        self.engine.publish_counts();
         metrics::gauge!(telemetry::STRATEGIES_LIVE)
             .set(self.engine.strategies().strategies().len() as f64);
         let idx = self.engine.index();
