@@ -301,17 +301,15 @@ impl StrategyCounts {
             .map(|s| {
                 let matched = slot(metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone()));
                 let refused = (!s.is_plain()).then(|| {
-                    let first = slot(metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => refusal::ALL[0]));
-                    for r in &refusal::ALL[1..] {
-                        slot(metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => *r));
-                    }
-                    first
+                    refusal::ALL.map(|r| slot(metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => r)))[0]
                 });
-                let mut arms = (0, 0);
-                for (k, arm) in s.experiment.iter().flat_map(|e| e.labels()).enumerate() {
-                    let at = slot(metrics::counter!(telemetry::EXPERIMENT_ARMS, "strategy" => s.id.clone(), "arm" => arm.to_string()));
-                    arms = if k == 0 { (at, 1) } else { (arms.0, arms.1 + 1) };
-                }
+                let arms: Vec<u32> = s
+                    .experiment
+                    .iter()
+                    .flat_map(|e| e.labels())
+                    .map(|arm| slot(metrics::counter!(telemetry::EXPERIMENT_ARMS, "strategy" => s.id.clone(), "arm" => arm.to_string())))
+                    .collect();
+                let arms = (arms.first().copied().unwrap_or(0), arms.len() as u32);
                 StrategySlots {
                     matched,
                     refused,
