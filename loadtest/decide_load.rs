@@ -665,12 +665,26 @@ async fn run(args: &Args, population: Arc<Population>) -> Result<Report> {
     let schedule = if args.closed_loop() {
         Schedule::Closed
     } else {
-        let (tx, rx) = async_channel::unbounded();
+        let (batches, mut due_batches) = tokio::sync::mpsc::unbounded_channel();
         let (rate, rec) = (args.rate, recorder.clone());
         let tick = Duration::from_micros(args.tick_us);
         std::thread::Builder::new()
             .name("rta-load-pacer".into())
-            .spawn(move || pace(rate, tick, start, &rec, &tx))?;
+            .spawn(move || pace(rate, tick, start, &rec, &batches))?;
+        // one cross-thread wake per batch: the batch's requests then wake their
+        // workers inside the runtime, and all of them are on the wire before the
+        // connections flush, in one write each (a wake per request from the
+        // pacer thread cost an eventfd write and a socket write per request)
+        let (due, rx) = async_channel::unbounded();
+        tokio::spawn(async move {
+            while let Some(batch) = due_batches.recv().await {
+                for at in batch {
+                    if due.try_send(at).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
         Schedule::Open(rx)
     };
 
@@ -701,8 +715,8 @@ async fn run(args: &Args, population: Arc<Population>) -> Result<Report> {
     Ok(Report::new(args, &recorder))
 }
 
-/// Sends scheduled times `start + i / rate` into `tx` until the measured window
-/// ends. A thread with `sleep` rather than a tokio timer: tokio's 1 ms timer
+/// Sends scheduled times `start + i / rate` into `tx`, a batch per wake-up,
+/// until the measured window ends. A thread with `sleep` rather than a tokio timer: tokio's 1 ms timer
 /// would add up to 1 ms of the generator's own lateness to every latency.
 ///
 /// The pacer wakes at most once per `tick` and releases everything due by
@@ -715,7 +729,7 @@ fn pace(
     tick: Duration,
     start: Instant,
     recorder: &Recorder,
-    tx: &async_channel::Sender<Instant>,
+    tx: &tokio::sync::mpsc::UnboundedSender<Vec<Instant>>,
 ) {
     let mut i: u64 = 0;
     let mut woke = start;
@@ -732,6 +746,7 @@ fn pace(
         woke = Instant::now();
         let now = woke;
         // everything due by now, in one go
+        let mut batch = Vec::new();
         loop {
             let due = start + Duration::from_secs_f64(i as f64 / rate);
             if due > now || due >= recorder.measure_end {
@@ -740,10 +755,11 @@ fn pace(
             if due >= recorder.measure_start {
                 recorder.scheduled.fetch_add(1, Ordering::Relaxed);
             }
-            if tx.send_blocking(due).is_err() {
-                return;
-            }
+            batch.push(due);
             i += 1;
+        }
+        if !batch.is_empty() && tx.send(batch).is_err() {
+            return;
         }
     }
 }

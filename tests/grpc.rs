@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use prost::Message;
 use rta_engine::serve::pb;
 use tonic::Code;
 
@@ -269,6 +270,32 @@ async fn batch_decide_answers_in_request_order() {
     assert_eq!(resp.responses.len(), expectations.len());
     for (r, (u, _, expected)) in resp.responses.iter().zip(expectations.iter().rev()) {
         assert_eq!(r.request_id, format!("b{u}"));
+        assert_eq!(matched_ids(r), *expected);
+    }
+    node.running.shutdown().await;
+}
+
+/// A batch of 100 requests is tens of kilobytes each way, past tonic's first
+/// codec buffer (8 KiB) and several HTTP/2 frames: it must come back whole.
+#[tokio::test]
+async fn a_batch_of_many_long_requests_comes_back_whole_and_in_order() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let expectations = golden_expectations();
+    let cases: Vec<_> = expectations.iter().cycle().take(100).enumerate().collect();
+    let requests = cases
+        .iter()
+        .map(|(i, (_, d, _))| request(&format!("{i:03}-{}", "r".repeat(120)), vec![d.clone()]))
+        .collect();
+    let resp = client
+        .batch_decide(pb::BatchDecideRequest { requests })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(resp.encoded_len() > 16 * 1024, "{}", resp.encoded_len());
+    assert_eq!(resp.responses.len(), cases.len());
+    for (r, (i, (_, _, expected))) in resp.responses.iter().zip(&cases) {
+        assert_eq!(r.request_id, format!("{i:03}-{}", "r".repeat(120)));
         assert_eq!(matched_ids(r), *expected);
     }
     node.running.shutdown().await;
