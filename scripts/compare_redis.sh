@@ -20,6 +20,16 @@
 #   DEADLINE_MS=2
 #   HIT_RATIO=0.9 ZIPF=0 VALUE_SIZE=200 GRPC_PORT=55051 HTTP_PORT=58080
 #   REDIS_PORT=56379 OUT_DIR=target/compare; CARGO_TARGET_DIR is honoured.
+#   ENGINE_CPUS / LOAD_CPUS: CPU lists (taskset -c) for the engine and for the
+#   load generators, e.g. 0-11 and 12-15 on a 16-core machine (default: none).
+#   REDIS=0 leaves Redis out (the engine's figures only; no redis tools needed).
+#   BUILD=0 uses the binaries already in BIN_DIR (default target/release)
+#   instead of building them (no cargo needed), e.g. on a machine without a
+#   toolchain or network.
+# The run of the performance issue's large machine (server on 12 cores, load
+# on 4, 100 M users) is this script with, e.g.:
+#   USERS=100000000 ENGINE_THREADS=12 ENGINE_CPUS=0-11 LOAD_THREADS=4 \
+#   LOAD_CPUS=12-15 CONCURRENCY=512 CONNECTIONS=16 REDIS=0 scripts/compare_redis.sh
 # The engine serves with ENGINE_THREADS worker threads (default 1, like Redis's
 # one thread: on a small machine the other core is the load generator's, and
 # an engine with a worker per core there only fights its own load for CPU;
@@ -48,13 +58,21 @@ GRPC_PORT=${GRPC_PORT:-55051}
 HTTP_PORT=${HTTP_PORT:-58080}
 REDIS_PORT=${REDIS_PORT:-56379}
 OUT_DIR=${OUT_DIR:-target/compare}
-BIN_DIR="${CARGO_TARGET_DIR:-target}/release"
+BIN_DIR=${BIN_DIR:-"${CARGO_TARGET_DIR:-target}/release"}
+ENGINE_CPUS=${ENGINE_CPUS:-}
+LOAD_CPUS=${LOAD_CPUS:-}
+REDIS=${REDIS:-1}
+BUILD=${BUILD:-1}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-600}
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-for tool in cargo curl python3 redis-server redis-cli redis-benchmark; do
+tools=(curl python3)
+((BUILD)) && tools+=(cargo)
+((REDIS)) && tools+=(redis-server redis-cli redis-benchmark)
+[[ -n "$ENGINE_CPUS$LOAD_CPUS" ]] && tools+=(taskset)
+for tool in "${tools[@]}"; do
     if ! command -v "$tool" >/dev/null 2>&1; then
         case "$tool" in
             redis-*) die "$tool not found: install it with 'apt-get install -y redis-server redis-tools'" ;;
@@ -98,17 +116,42 @@ json_get() {
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"
 }
 
-log "building release binaries"
-cargo build --release --bins
+# pinned LIST CMD...: CMD as an argument list, run through `taskset -c LIST`
+# when LIST is not empty (taskset execs CMD, so a background job's $! is CMD's
+# own pid and killing it stops CMD); sets the array PINNED.
+pinned() {
+    local cpus=$1
+    shift
+    if [[ -n "$cpus" ]]; then
+        PINNED=(taskset -c "$cpus" "$@")
+    else
+        PINNED=("$@")
+    fi
+}
+# on_cpus LIST CMD...: runs CMD (in the foreground) as `pinned` says.
+on_cpus() {
+    pinned "$@"
+    "${PINNED[@]}"
+}
+
+# a server already answering on our ports would be measured instead of ours
+if curl -sf "http://127.0.0.1:$HTTP_PORT/readyz" >/dev/null 2>&1; then
+    die "something already serves on port $HTTP_PORT: stop it or set HTTP_PORT/GRPC_PORT"
+fi
+
+if ((BUILD)); then
+    log "building release binaries"
+    cargo build --release --bins
+fi
 ENGINE="$BIN_DIR/rta-engine"
 LOAD="$BIN_DIR/rta-load"
 [[ -x "$ENGINE" && -x "$LOAD" ]] || die "no binaries in $BIN_DIR (set CARGO_TARGET_DIR as for the build)"
 
 # --- our engine --------------------------------------------------------------
 log "starting rta-engine demo with $USERS users, $ENGINE_THREADS worker threads (log: $OUT_DIR/engine.log)"
-"$ENGINE" demo --users "$USERS" --worker-threads "$ENGINE_THREADS" \
-    --grpc-addr "127.0.0.1:$GRPC_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
-    >"$OUT_DIR/engine.log" 2>&1 &
+pinned "$ENGINE_CPUS" "$ENGINE" demo --users "$USERS" --worker-threads "$ENGINE_THREADS" \
+    --grpc-addr "127.0.0.1:$GRPC_PORT" --http-addr "127.0.0.1:$HTTP_PORT"
+"${PINNED[@]}" >"$OUT_DIR/engine.log" 2>&1 &
 ENGINE_PID=$!
 wait_until "$READY_TIMEOUT_S" "$ENGINE_PID" "rta-engine" \
     curl -sf "http://127.0.0.1:$HTTP_PORT/readyz"
@@ -120,13 +163,13 @@ load_args=(--addr "http://127.0.0.1:$GRPC_PORT" --users "$USERS"
     --hit-ratio "$HIT_RATIO" --zipf "$ZIPF")
 
 log "rta-load closed loop, $CONCURRENCY in flight"
-"$LOAD" "${load_args[@]}" --closed --json "$OUT_DIR/engine_closed.json"
+on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --closed --json "$OUT_DIR/engine_closed.json"
 SATURATION=$(json_get "$OUT_DIR/engine_closed.json" 'round(r["achieved_rate"])')
 ((SATURATION > 0)) || die "saturation rate is 0: see $OUT_DIR/engine_closed.json"
 for percent in $OPEN_PERCENTS; do
     open_rate=$((SATURATION * percent / 100))
     log "rta-load open loop at $open_rate/s ($percent % of $SATURATION/s)"
-    "$LOAD" "${load_args[@]}" --rate "$open_rate" --json "$OUT_DIR/engine_open_$percent.json"
+    on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --rate "$open_rate" --json "$OUT_DIR/engine_open_$percent.json"
 done
 
 kill "$ENGINE_PID"
@@ -134,47 +177,59 @@ wait "$ENGINE_PID" 2>/dev/null || true
 ENGINE_PID=""
 
 # --- Redis -------------------------------------------------------------------
-log "starting redis-server on port $REDIS_PORT (no persistence)"
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --daemonize no >"$OUT_DIR/redis.log" 2>&1 &
-REDIS_PID=$!
-wait_until 30 "$REDIS_PID" "redis-server" redis-cli -p "$REDIS_PORT" ping
+REDIS_N=0
+REDIS_VERSION=""
+if ((REDIS)); then
+    log "starting redis-server on port $REDIS_PORT (no persistence)"
+    pinned "$ENGINE_CPUS" redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+        --daemonize no
+    "${PINNED[@]}" >"$OUT_DIR/redis.log" 2>&1 &
+    REDIS_PID=$!
+    wait_until 30 "$REDIS_PID" "redis-server" redis-cli -p "$REDIS_PORT" ping
 
-log "loading $USERS keys of $VALUE_SIZE bytes"
-VALUE=$(head -c "$VALUE_SIZE" /dev/zero | tr '\0' 'v')
-redis-cli -p "$REDIS_PORT" eval \
-    "for i = 0, tonumber(ARGV[1]) - 1 do redis.call('SET', string.format('key:%012d', i), ARGV[2]) end return redis.call('DBSIZE')" \
-    0 "$USERS" "$VALUE" >/dev/null
-KEYS=$(redis-cli -p "$REDIS_PORT" dbsize)
-[[ "$KEYS" == "$USERS" ]] || die "redis holds $KEYS keys, expected $USERS"
+    log "loading $USERS keys of $VALUE_SIZE bytes"
+    VALUE=$(head -c "$VALUE_SIZE" /dev/zero | tr '\0' 'v')
+    redis-cli -p "$REDIS_PORT" eval \
+        "for i = 0, tonumber(ARGV[1]) - 1 do redis.call('SET', string.format('key:%012d', i), ARGV[2]) end return redis.call('DBSIZE')" \
+        0 "$USERS" "$VALUE" >/dev/null
+    KEYS=$(redis-cli -p "$REDIS_PORT" dbsize)
+    [[ "$KEYS" == "$USERS" ]] || die "redis holds $KEYS keys, expected $USERS"
 
-bench_args=(-p "$REDIS_PORT" -t get -r "$USERS" -c "$CONCURRENCY" -P 1 --csv)
-if ((LOAD_THREADS > 1)); then
-    bench_args+=(--threads "$LOAD_THREADS")
+    bench_args=(-p "$REDIS_PORT" -t get -r "$USERS" -c "$CONCURRENCY" -P 1 --csv)
+    if ((LOAD_THREADS > 1)); then
+        bench_args+=(--threads "$LOAD_THREADS")
+    fi
+    # redis-benchmark counts requests, not seconds: a short run warms up and
+    # calibrates, then the measured run lasts about DURATION seconds
+    redis_rps() { python3 -c 'import csv,sys; rows=[r for r in csv.DictReader(open(sys.argv[1])) if r["test"]=="GET"]; print(round(float(rows[0]["rps"])))' "$1"; }
+    log "redis-benchmark warm-up"
+    on_cpus "$LOAD_CPUS" redis-benchmark "${bench_args[@]}" -n 100000 >"$OUT_DIR/redis_warmup.csv"
+    REDIS_N=$(($(redis_rps "$OUT_DIR/redis_warmup.csv") * ${DURATION%.*}))
+    ((REDIS_N >= 100000)) || REDIS_N=100000
+    log "redis-benchmark -t get -c $CONCURRENCY -r $USERS -n $REDIS_N"
+    on_cpus "$LOAD_CPUS" redis-benchmark "${bench_args[@]}" -n "$REDIS_N" >"$OUT_DIR/redis_get.csv"
+    REDIS_VERSION=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
+
+    kill "$REDIS_PID"
+    wait "$REDIS_PID" 2>/dev/null || true
+    REDIS_PID=""
+else
+    log "REDIS=0: no Redis run"
 fi
-# redis-benchmark counts requests, not seconds: a short run warms up and
-# calibrates, then the measured run lasts about DURATION seconds
-redis_rps() { python3 -c 'import csv,sys; rows=[r for r in csv.DictReader(open(sys.argv[1])) if r["test"]=="GET"]; print(round(float(rows[0]["rps"])))' "$1"; }
-log "redis-benchmark warm-up"
-redis-benchmark "${bench_args[@]}" -n 100000 >"$OUT_DIR/redis_warmup.csv"
-REDIS_N=$(($(redis_rps "$OUT_DIR/redis_warmup.csv") * ${DURATION%.*}))
-((REDIS_N >= 100000)) || REDIS_N=100000
-log "redis-benchmark -t get -c $CONCURRENCY -r $USERS -n $REDIS_N"
-redis-benchmark "${bench_args[@]}" -n "$REDIS_N" >"$OUT_DIR/redis_get.csv"
-REDIS_VERSION=$(redis-server --version | sed -n 's/.* v=\([^ ]*\).*/\1/p')
-
-kill "$REDIS_PID"
-wait "$REDIS_PID" 2>/dev/null || true
-REDIS_PID=""
 
 # --- summary -----------------------------------------------------------------
-ENGINE_THREADS="$ENGINE_THREADS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
+ENGINE_THREADS="$ENGINE_THREADS" ENGINE_CPUS="$ENGINE_CPUS" LOAD_CPUS="$LOAD_CPUS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
 import csv, json, os, platform, subprocess, sys, time
 
 out, redis_n, redis_version, value_size, *open_percents = sys.argv[1:]
 closed = json.load(open(os.path.join(out, "engine_closed.json")))
 opened = {int(p): json.load(open(os.path.join(out, f"engine_open_{p}.json"))) for p in open_percents}
-get = next(r for r in csv.DictReader(open(os.path.join(out, "redis_get.csv"))) if r["test"] == "GET")
+redis_csv = os.path.join(out, "redis_get.csv")
+get = (
+    next(r for r in csv.DictReader(open(redis_csv)) if r["test"] == "GET")
+    if int(redis_n) > 0
+    else None
+)
 
 def cpu_model():
     try:
@@ -191,8 +246,8 @@ def git_rev():
     except OSError:
         return ""
 
-redis_rps = float(get["rps"])
-redis_p99_us = float(get["p99_latency_ms"]) * 1000
+redis_rps = float(get["rps"]) if get else 0.0
+redis_p99_us = float(get["p99_latency_ms"]) * 1000 if get else 0.0
 summary = {
     "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     "git": git_rev(),
@@ -219,7 +274,10 @@ summary = {
         "closed": closed,
         "open": {str(p): r for p, r in sorted(opened.items())},
     },
-    "redis": {
+    "engine_cpus": os.environ.get("ENGINE_CPUS", ""),
+    "load_cpus": os.environ.get("LOAD_CPUS", ""),
+    "load_threads": closed["threads"],
+    "redis": None if get is None else {
         "version": redis_version,
         "value_bytes": int(value_size),
         "requests": int(redis_n),
@@ -238,11 +296,13 @@ e = summary["engine"]
 rows = [("rta-engine gRPC Decide, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}')]
 for o in e["open_loop"]:
     rows.append((f'  open loop at {o["rate"]:,.0f}/s ({o["percent_of_saturation"]} %)', f'{o["achieved_per_s"]:,.0f}', f'{o["p99_us"]:,.0f}'))
-rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}"))
+if get:
+    rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}"))
 print(f'\n{summary["machine"]["cpus"]} CPUs ({summary["machine"]["cpu"]}), {summary["concurrency"]} requests in flight, {summary["users_or_keys"]:,} users / keys')
 print(f'{"":44} {"per s":>10} {"p99 us":>8}')
 for name, rate, p99 in rows:
     print(f"{name:44} {rate:>10} {p99:>8}")
-print(f'ratio: {summary["ratio_decisions_to_gets"]:.2f} full decisions per Redis GET')
+if get:
+    print(f'ratio: {summary["ratio_decisions_to_gets"]:.2f} full decisions per Redis GET')
 print(f"results: {os.path.join(out, 'summary.json')}")
 EOF
