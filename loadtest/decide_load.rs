@@ -1067,6 +1067,12 @@ mod tests {
         (running, engine)
     }
 
+    async fn connect(running: &Running) -> GrpcConnection {
+        GrpcConnection::connect(&format!("http://{}", running.grpc_addr))
+            .await
+            .expect("connects")
+    }
+
     fn request(draw: &Draw, id: &str) -> pb::DecideRequest {
         let (kind, os) = if draw.android {
             (pb::DeviceIdType::ImeiMd5, pb::Os::Android)
@@ -1087,9 +1093,7 @@ mod tests {
     #[tokio::test]
     async fn grpc_calls_answer_what_the_engine_decides() {
         let (running, engine) = start().await;
-        let mut conn = GrpcConnection::connect(&format!("http://{}", running.grpc_addr))
-            .await
-            .unwrap();
+        let mut conn = connect(&running).await;
         let taxonomy = Taxonomy::default_taxonomy();
         let mut takes = 0;
         for id in (1..=USERS).step_by(7) {
@@ -1124,11 +1128,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_grpc_error_is_named_by_its_status_code_whether_in_trailers_or_headers() {
+    async fn a_grpc_error_is_named_by_its_status_code() {
         let (running, _) = start().await;
-        let mut conn = GrpcConnection::connect(&format!("http://{}", running.grpc_addr))
-            .await
-            .unwrap();
+        let mut conn = connect(&running).await;
         let bad = pb::DecideRequest {
             device_ids: vec![pb::DeviceId {
                 r#type: pb::DeviceIdType::ImeiMd5 as i32,
@@ -1137,7 +1139,7 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(conn.decide(&bad).await.unwrap_err(), "grpc_invalidargument");
-        // a method the server does not have: a headers-only answer
+        // a method the server does not have (tonic answers errors headers-only)
         conn.uri = format!(
             "http://{}/rta.v1.RtaService/NoSuchMethod",
             running.grpc_addr

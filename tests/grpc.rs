@@ -252,40 +252,25 @@ async fn a_strategy_filter_restricts_the_answer_to_those_strategies() {
     node.running.shutdown().await;
 }
 
+/// 100 requests with long ids, the users in reverse order and repeated: tens
+/// of kilobytes each way, past tonic's first codec buffer (8 KiB) and several
+/// HTTP/2 frames, must come back whole and in request order.
 #[tokio::test]
-async fn batch_decide_answers_in_request_order() {
+async fn batch_decide_answers_a_large_batch_whole_and_in_request_order() {
     let node = start_golden().await;
     let mut client = node.client().await;
     let expectations = golden_expectations();
-    let requests = expectations
+    let id = |i: usize, u: &u64| format!("{i:03}-b{u}-{}", "r".repeat(120));
+    let cases: Vec<_> = expectations
         .iter()
         .rev()
-        .map(|(u, d, _)| request(&format!("b{u}"), vec![d.clone()]))
+        .cycle()
+        .take(100)
+        .enumerate()
         .collect();
-    let resp = client
-        .batch_decide(pb::BatchDecideRequest { requests })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(resp.responses.len(), expectations.len());
-    for (r, (u, _, expected)) in resp.responses.iter().zip(expectations.iter().rev()) {
-        assert_eq!(r.request_id, format!("b{u}"));
-        assert_eq!(matched_ids(r), *expected);
-    }
-    node.running.shutdown().await;
-}
-
-/// A batch of 100 requests is tens of kilobytes each way, past tonic's first
-/// codec buffer (8 KiB) and several HTTP/2 frames: it must come back whole.
-#[tokio::test]
-async fn a_batch_of_many_long_requests_comes_back_whole_and_in_order() {
-    let node = start_golden().await;
-    let mut client = node.client().await;
-    let expectations = golden_expectations();
-    let cases: Vec<_> = expectations.iter().cycle().take(100).enumerate().collect();
     let requests = cases
         .iter()
-        .map(|(i, (_, d, _))| request(&format!("{i:03}-{}", "r".repeat(120)), vec![d.clone()]))
+        .map(|(i, (u, d, _))| request(&id(*i, u), vec![d.clone()]))
         .collect();
     let resp = client
         .batch_decide(pb::BatchDecideRequest { requests })
@@ -294,8 +279,8 @@ async fn a_batch_of_many_long_requests_comes_back_whole_and_in_order() {
         .into_inner();
     assert!(resp.encoded_len() > 16 * 1024, "{}", resp.encoded_len());
     assert_eq!(resp.responses.len(), cases.len());
-    for (r, (i, (_, _, expected))) in resp.responses.iter().zip(&cases) {
-        assert_eq!(r.request_id, format!("{i:03}-{}", "r".repeat(120)));
+    for (r, (i, (u, _, expected))) in resp.responses.iter().zip(&cases) {
+        assert_eq!(r.request_id, id(*i, u));
         assert_eq!(matched_ids(r), *expected);
     }
     node.running.shutdown().await;
