@@ -485,9 +485,10 @@ impl GrpcConnection {
             Some(code) => return Err(grpc_error(code)),
             None => return Err("grpc_no_status".into()),
         }
+        // one message: not compressed, then its length (big-endian), then it
         let payload = match message.get(..5) {
-            Some([0, l @ ..])
-                if message.len() == 5 + u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize =>
+            Some(&[0, a, b, c, d])
+                if message.len() == 5 + u32::from_be_bytes([a, b, c, d]) as usize =>
             {
                 message.slice(5..)
             }
