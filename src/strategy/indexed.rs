@@ -16,11 +16,12 @@
 //! postings of their other clauses (the counting step below); those left,
 //! plus the few with no access clause at all, are the candidates, and each
 //! candidate is then evaluated as [`super::LinearMatcher`] would, less the
-//! clauses that finding it has already settled (a tag, demographic or OS
-//! clause holds exactly when the user has one of its features, and "did it
-//! within d days" when the user did it fewer than d days ago: behaviour
-//! postings carry their clause's window; a larger count or a state says
-//! more, and is always evaluated). Negated clauses of that kind (`not
+//! clauses that finding it has already settled (a tag, demographic, OS or
+//! state clause holds exactly when the user has one of its features, a
+//! state's feature being an item, a field and a code, and "did it within d
+//! days" when the user did it fewer than d days ago: behaviour postings
+//! carry their clause's window; a larger count says more, and is always
+//! evaluated). Negated clauses of that kind (`not
 //! buy(sku 1, 7d)`) are filed too, and a user having their feature is no
 //! candidate. Candidates are a superset of the matches, so the answer is the
 //! linear scan's answer; the property tests in this module check that
@@ -42,7 +43,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::{EvalContext, Expr, LinearMatcher, Matcher, Strategy};
-use crate::profile::{Action, Attr, Day, ItemKey, UserProfile};
+use crate::profile::{Action, Attr, Day, ItemKey, StateField, UserProfile};
 
 /// Something a user has that a clause can require: the unit of the postings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,8 +54,10 @@ pub enum Feature {
     Attr(Attr, u8),
     /// The request comes from this OS (the [`super::Os`] code).
     Os(u8),
-    /// Has a state (4A, RFM, CLV, ...) with this item.
-    State(ItemKey),
+    /// Has this (non-zero) code of this field of its state with this item
+    /// (4A, RFM, CLV): exactly what a state clause that does not accept
+    /// code 0 asks, so that such a clause is settled by its postings.
+    State(ItemKey, StateField, u8),
     /// Did this action on this item on some day up to today. A behaviour
     /// clause's postings under it carry the clause's window, and hold only
     /// for a user who did it within the window (see [`Age`]).
@@ -78,7 +81,9 @@ impl Feature {
             Self::Tag(t) => (1 << 56) | u64::from(t),
             Self::Attr(a, v) => (2 << 56) | ((a as u64) << 8) | u64::from(v),
             Self::Os(o) => (3 << 56) | u64::from(o),
-            Self::State(i) => (4 << 56) | item(i),
+            Self::State(i, field, code) => {
+                (4 << 56) | ((field as u64) << 44) | (u64::from(code) << 36) | item(i)
+            }
             Self::Did(i, a) => (5 << 56) | ((a as u64) << 32) | item(i),
         }
     }
@@ -97,22 +102,28 @@ impl Feature {
                 Attr::PurchasingPower => 0.02,
             },
             Self::Os(_) => 0.5,
-            Self::State(_) => 0.02,
+            Self::State(..) => 0.01,
             Self::Did(_, Action::Browse) => 0.03,
             Self::Did(..) => 0.01,
         }
     }
 
-    /// Calls `f` with every feature the context has and its [`Age`].
-    fn each_of(ctx: &EvalContext<'_>, mut f: impl FnMut(Feature, Age)) {
+    /// Calls `f` with every feature the context has and its [`Age`], of
+    /// states only the fields in `state_fields` (bit per [`StateField`]).
+    fn each_of(ctx: &EvalContext<'_>, state_fields: u8, mut f: impl FnMut(Feature, Age)) {
         f(Self::Os(ctx.os as u8), 0);
-        each_profile_feature(ctx.profile, ctx.today, &mut f);
+        each_profile_feature(ctx.profile, ctx.today, state_fields, &mut f);
     }
 }
 
 /// Every feature a profile has on day `today` (all but the request's OS),
-/// with its [`Age`].
-fn each_profile_feature(p: &UserProfile, today: Day, f: &mut impl FnMut(Feature, Age)) {
+/// with its [`Age`]; of states, only the fields in `state_fields`.
+fn each_profile_feature(
+    p: &UserProfile,
+    today: Day,
+    state_fields: u8,
+    f: &mut impl FnMut(Feature, Age),
+) {
     for &t in p.tags() {
         f(Feature::Tag(t), 0);
     }
@@ -122,8 +133,13 @@ fn each_profile_feature(p: &UserProfile, today: Day, f: &mut impl FnMut(Feature,
             f(Feature::Attr(a, v), 0);
         }
     }
-    for (item, _) in p.items() {
-        f(Feature::State(item), 0);
+    for (item, state) in p.items() {
+        for field in StateField::ALL {
+            let code = state.get(field);
+            if code != 0 && state_fields & (1 << field as u8) != 0 {
+                f(Feature::State(item, field, code), 0);
+            }
+        }
     }
     // behaviour is sorted by item, action, day: one feature per run, aged
     // by its last positive count up to today (later days count in no window)
@@ -145,6 +161,9 @@ fn each_profile_feature(p: &UserProfile, today: Day, f: &mut impl FnMut(Feature,
     }
 }
 
+/// Every [`StateField`]'s bit.
+const ALL_STATE_FIELDS: u8 = (1 << StateField::ALL.len()) - 1;
+
 /// Measured shares of users having each feature, from a sample of profiles:
 /// lets access clauses be chosen by what the population really looks like.
 #[derive(Debug, Default, Clone)]
@@ -160,7 +179,7 @@ impl FeatureShares {
         for p in profiles {
             s.users += 1;
             // any day: a share of users who ever did it
-            each_profile_feature(p, Day::MAX, &mut |f, _| {
+            each_profile_feature(p, Day::MAX, ALL_STATE_FIELDS, &mut |f, _| {
                 *s.counts.entry(f.key()).or_default() += 1;
             });
         }
@@ -218,9 +237,9 @@ fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<(Feature, u16)>) ->
             Some(shares.share(f))
         }
         // code 0 (no state with the item) not accepted: a state must exist
-        Expr::State { item, mask, .. } if mask & 1 == 0 => {
-            add(&mut std::iter::once(Feature::State(*item)))
-        }
+        Expr::State { item, field, mask } if mask & 1 == 0 => add(&mut (1..16u8)
+            .filter(|c| mask & (1 << c) != 0)
+            .map(|c| Feature::State(*item, *field, c))),
         Expr::Or(items) => {
             let mark = out.len();
             let mut cost = 0.0;
@@ -245,10 +264,13 @@ fn access(expr: &Expr, shares: &FeatureShares, out: &mut Vec<(Feature, u16)>) ->
 /// settles the clause and evaluating it again would only repeat the answer.
 /// "Did it within `d` days" (`buy(sku 1, 7d)`) is settled; a count over a
 /// window not ending today, or of more than one, says more than the feature
-/// does, and so does a state (a code).
+/// does. A state clause is settled unless it accepts code 0 (no state),
+/// which no feature stands for.
 fn settled_by_access(expr: &Expr) -> bool {
     match expr {
         Expr::Tag(_) | Expr::Attr { .. } | Expr::AttrIn { .. } | Expr::Os(_) => true,
+        // a state clause not accepting code 0 asks for one of its codes
+        Expr::State { mask, .. } => mask & 1 == 0,
         Expr::Count {
             from_ago: 0,
             lo: 1,
@@ -256,7 +278,7 @@ fn settled_by_access(expr: &Expr) -> bool {
             ..
         } => true,
         Expr::Or(items) => items.iter().all(settled_by_access),
-        Expr::And(_) | Expr::Not(_) | Expr::Count { .. } | Expr::State { .. } => false,
+        Expr::And(_) | Expr::Not(_) | Expr::Count { .. } => false,
     }
 }
 
@@ -359,6 +381,9 @@ pub struct IndexedMatcher {
     required: Vec<u8>,
     /// Strategies with no access clause: candidates for every known user.
     unindexed: Vec<u32>,
+    /// The state fields any posting is filed under (bit per [`StateField`]):
+    /// a user's codes of other fields are not looked up.
+    state_fields: u8,
     /// Of those, the ones evaluated for unknown devices.
     unindexed_unknown: Vec<u32>,
     /// Estimated candidates per user, by the shares used to build (negated
@@ -488,6 +513,15 @@ impl IndexedMatcher {
         let mut unindexed = Vec::new();
         let mut unindexed_unknown = Vec::new();
         let mut expected_candidates = 0.0;
+        let mut state_fields = 0u8;
+        // the fields of the state features a clause may be filed under
+        let mut note_fields = |features: &[(Feature, u16)]| {
+            for (f, _) in features {
+                if let Feature::State(_, field, _) = f {
+                    state_fields |= 1 << *field as u8;
+                }
+            }
+        };
         let mut features = Vec::new();
         // (estimated share, (feature key, window)s, the clause's position)
         let mut clauses: Vec<(f64, Vec<WindowedKey>, usize)> = Vec::new();
@@ -498,6 +532,7 @@ impl IndexedMatcher {
             for (at, c) in s.clauses.iter().enumerate() {
                 features.clear();
                 if let Some(cost) = access(&c.expr, shares, &mut features) {
+                    note_fields(&features);
                     clauses.push((cost, keyed(&features), at));
                 }
             }
@@ -533,6 +568,7 @@ impl IndexedMatcher {
                     if settled_by_access(e)
                         && access(e, shares, &mut features).is_some_and(|c| c <= SELECTIVE_SHARE)
                     {
+                        note_fields(&features);
                         filed.extend(
                             keyed(&features)
                                 .into_iter()
@@ -585,6 +621,7 @@ impl IndexedMatcher {
             unindexed,
             unindexed_unknown,
             expected_candidates,
+            state_fields,
         }
     }
 
@@ -623,6 +660,10 @@ impl IndexedMatcher {
         if seen.len() < self.required.len() {
             seen.resize(self.required.len(), 0);
         }
+        // a slice held in a register: a byte stored through `seen` could
+        // otherwise be the `Vec`'s own pointer as far as the compiler knows,
+        // and every store in the loops below would reload it
+        let seen = &mut seen[..];
         let words = self.required.len().div_ceil(64);
         if bits.len() < words {
             bits.resize(words, 0);
@@ -633,7 +674,7 @@ impl IndexedMatcher {
         candidates.clear();
         let mut to_walk = 0usize;
         *walked = 0;
-        Feature::each_of(ctx, |f, age| {
+        Feature::each_of(ctx, self.state_fields, |f, age| {
             let Some(p) = self.table.get(&f.key()) else {
                 return;
             };
@@ -648,13 +689,20 @@ impl IndexedMatcher {
             };
             let (at, len) = holding(p.access, &self.access_within);
             *walked += len;
+            // no branch: whether a strategy was already found is unpredictable
+            // (only 0 and 1 are in `seen` before the counting step)
+            let kept = touched.len();
+            touched.resize(kept + len, 0);
+            let (into, mut n) = (&mut touched[kept..], 0);
             for &s in &self.access[at..at + len] {
-                let s = s as usize;
-                if seen[s] == 0 {
-                    touched.push(s as u32);
-                    seen[s] = 1;
-                }
+                let (Some(v), Some(slot)) = (seen.get_mut(s as usize), into.get_mut(n)) else {
+                    continue;
+                };
+                *slot = s;
+                n += usize::from(*v == 0);
+                *v = 1;
             }
+            touched.truncate(kept + n);
             let (at, len) = holding(p.narrowing, &self.narrowing_within);
             if len > 0 {
                 narrowing.push((at as u32, len as u32));
@@ -668,18 +716,29 @@ impl IndexedMatcher {
             for &(at, len) in narrowing.iter() {
                 let (at, len) = (at as usize, len as usize);
                 for &p in &self.narrowing[at..at + len] {
-                    let s = (p >> 3) as usize;
-                    // no branch: whether `s` was found is unpredictable
-                    let v = seen[s];
-                    seen[s] = v | (u8::from(v != 0) << (p & 7));
+                    // no branch: whether the strategy was found is unpredictable
+                    if let Some(v) = seen.get_mut((p >> 3) as usize) {
+                        *v |= u8::from(*v != 0) << (p & 7);
+                    }
                 }
             }
+            // no branch either: about half the strategies found are kept
+            let kept = candidates.len();
+            candidates.resize(kept + touched.len(), 0);
+            let (into, mut n) = (&mut candidates[kept..], 0);
             for &s in touched.iter() {
-                if seen[s as usize] == self.required[s as usize] {
-                    candidates.push((s << found::BITS) | found::BY_ALL);
-                }
-                seen[s as usize] = 0;
+                let (Some(v), Some(&r), Some(slot)) = (
+                    seen.get_mut(s as usize),
+                    self.required.get(s as usize),
+                    into.get_mut(n),
+                ) else {
+                    continue;
+                };
+                *slot = (s << found::BITS) | found::BY_ALL;
+                n += usize::from(*v == r);
+                *v = 0;
             }
+            candidates.truncate(kept + n);
             found::BY_ALL
         } else {
             // evaluating every strategy found costs less than narrowing them
@@ -1055,6 +1114,81 @@ mod tests {
             // found through every indexed clause: the windowed and negated
             // clauses are settled, and the answer is still the scan's
             assert!(scratch.candidates.iter().all(|c| c & 3 == found::BY_ALL));
+            let (lin, idx) = both(&set, &indexed, &ctx, None);
+            assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
+        }
+    }
+
+    #[test]
+    fn state_clauses_not_accepting_code_zero_are_settled_by_postings() {
+        use crate::profile::{ItemState, Scope};
+        let t = Taxonomy::default_taxonomy();
+        let src = "[[strategy]]\nid = \"intent\"\ntarget_id = \"1\"\naudience = \"four_a(brand 5) in {appeal, act}\"\n\n\
+                   [[strategy]]\nid = \"loyal\"\ntarget_id = \"2\"\naudience = \"clv(brand 5) == high and not rfm_r(brand 5) == low\"\n\n\
+                   [[strategy]]\nid = \"unaware\"\ntarget_id = \"3\"\naudience = \"four_a(brand 5) in {none, aware}\"\n";
+        let set = StrategySet::from_toml(src, "s", &t).expect("compiles");
+        let indexed = IndexedMatcher::new(set.strategies());
+        // accepting code 0 (no state) asks for no feature: scanned
+        assert_eq!(indexed.unindexed(), 1);
+        let brand = ItemKey::new(Scope::Brand, 5).expect("valid id");
+        let with_state = |codes: &[(StateField, u8)]| {
+            let mut b = crate::profile::ProfileBuilder::default();
+            let state = codes
+                .iter()
+                .fold(ItemState::default(), |s, &(f, c)| s.with(f, c));
+            b.items.push((brand, state));
+            b.build().expect("fits")
+        };
+        let cases = [
+            // aware, high CLV, low recency: "unaware" only, by evaluation
+            (
+                with_state(&[
+                    (StateField::FourA, 1),
+                    (StateField::Clv, 3),
+                    (StateField::RfmR, 1),
+                ]),
+                vec![2],
+                vec![2],
+            ),
+            // acting, high CLV, mid recency: all but "unaware" found and settled
+            (
+                with_state(&[
+                    (StateField::FourA, 3),
+                    (StateField::Clv, 3),
+                    (StateField::RfmR, 2),
+                ]),
+                vec![0, 1, 2],
+                vec![0, 1],
+            ),
+            // appealing, mid CLV: the CLV code is not the one asked for
+            (
+                with_state(&[(StateField::FourA, 2), (StateField::Clv, 2)]),
+                vec![0, 2],
+                vec![0],
+            ),
+        ];
+        let mut scratch = Scratch::default();
+        for (k, (p, candidates, expected)) in cases.iter().enumerate() {
+            let ctx = EvalContext {
+                profile: p,
+                known_user: true,
+                today: TODAY,
+                os: Os::Android,
+            };
+            indexed.candidates(&ctx, &mut scratch);
+            let found: Vec<u32> = scratch
+                .candidates
+                .iter()
+                .map(|c| c >> found::BITS)
+                .collect();
+            assert_eq!(&found, candidates, "candidates of user {k}");
+            // the indexed strategies' state clauses are settled: nothing left to evaluate
+            for c in &scratch.candidates {
+                let a = &indexed.audiences[(c >> found::BITS) as usize];
+                if c & 3 == found::BY_ALL {
+                    assert_eq!(a.unsettled_by_all, 0, "candidate {} of user {k}", c >> 2);
+                }
+            }
             let (lin, idx) = both(&set, &indexed, &ctx, None);
             assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
         }
