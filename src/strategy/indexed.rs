@@ -379,6 +379,10 @@ pub struct IndexedMatcher {
     postings_per_evaluation: usize,
     /// Per strategy, the bits of its indexed clauses (0: not indexed).
     required: Vec<u8>,
+    /// Per strategy, whether finding it through every indexed clause leaves
+    /// none of its audience to evaluate (see [`found::SETTLED`]): read with
+    /// `required`, so a known user's settled match never loads the audience.
+    settled_when_found: Vec<bool>,
     /// Strategies with no access clause: candidates for every known user.
     unindexed: Vec<u32>,
     /// The state fields any posting is filed under (bit per [`StateField`]):
@@ -428,6 +432,9 @@ mod found {
     pub const BY_ACCESS: u32 = 1;
     /// Not through postings (no access clause): none.
     pub const UNINDEXED: u32 = 2;
+    /// Through every indexed clause, which settles the whole audience: a
+    /// known user matches without the audience being read at all.
+    pub const SETTLED: u32 = 3;
     /// Bits the tag takes.
     pub const BITS: u32 = 2;
 }
@@ -463,7 +470,7 @@ impl Audience {
     #[inline]
     fn matches(&self, ctx: &EvalContext<'_>, how: u32) -> bool {
         let n = match how {
-            found::BY_ALL => self.unsettled_by_all as usize,
+            found::BY_ALL | found::SETTLED => self.unsettled_by_all as usize,
             found::BY_ACCESS => self.unsettled_by_access as usize,
             _ => self.clauses.len(),
         };
@@ -603,6 +610,11 @@ impl IndexedMatcher {
             table.insert(group[0].0, postings);
         }
         table.shrink_to_fit();
+        let settled_when_found = audiences
+            .iter()
+            .zip(&required)
+            .map(|(a, &r)| r != 0 && a.unsettled_by_all == 0)
+            .collect();
         for v in [&mut access, &mut narrowing] {
             v.shrink_to_fit();
         }
@@ -618,6 +630,7 @@ impl IndexedMatcher {
             narrowing_within,
             postings_per_evaluation: POSTINGS_PER_EVALUATION,
             required,
+            settled_when_found,
             unindexed,
             unindexed_unknown,
             expected_candidates,
@@ -727,14 +740,15 @@ impl IndexedMatcher {
             candidates.resize(kept + touched.len(), 0);
             let (into, mut n) = (&mut candidates[kept..], 0);
             for &s in touched.iter() {
-                let (Some(v), Some(&r), Some(slot)) = (
+                let (Some(v), Some(&r), Some(&settled), Some(slot)) = (
                     seen.get_mut(s as usize),
                     self.required.get(s as usize),
+                    self.settled_when_found.get(s as usize),
                     into.get_mut(n),
                 ) else {
                     continue;
                 };
-                *slot = (s << found::BITS) | found::BY_ALL;
+                *slot = (s << found::BITS) | (u32::from(settled) * found::SETTLED);
                 n += usize::from(*v == r);
                 *v = 0;
             }
@@ -785,10 +799,12 @@ impl IndexedMatcher {
                 while b != 0 {
                     let s = (w * 64) as u32 + b.trailing_zeros();
                     b &= b - 1;
-                    let found = if self.required.get(s as usize).is_some_and(|&r| r != 0) {
-                        how
-                    } else {
-                        found::UNINDEXED
+                    let found = match self.required.get(s as usize) {
+                        Some(&r) if r != 0 => match self.settled_when_found.get(s as usize) {
+                            Some(true) if how == found::BY_ALL => found::SETTLED,
+                            _ => how,
+                        },
+                        _ => found::UNINDEXED,
                     };
                     candidates.push((s << found::BITS) | found);
                 }
@@ -821,11 +837,12 @@ impl Matcher for IndexedMatcher {
             let mut scratch = scratch.borrow_mut();
             self.candidates(ctx, &mut scratch);
             for &c in &scratch.candidates {
-                let i = c >> found::BITS;
-                if self
-                    .audiences
-                    .get(i as usize)
-                    .is_some_and(|a| a.matches(ctx, c & ((1 << found::BITS) - 1)))
+                let (i, how) = (c >> found::BITS, c & ((1 << found::BITS) - 1));
+                if (how == found::SETTLED && ctx.known_user)
+                    || self
+                        .audiences
+                        .get(i as usize)
+                        .is_some_and(|a| a.matches(ctx, how))
                 {
                     out.push(i);
                 }
@@ -1113,7 +1130,12 @@ mod tests {
             assert_eq!(&found, expected, "candidates of user {k}");
             // found through every indexed clause: the windowed and negated
             // clauses are settled, and the answer is still the scan's
-            assert!(scratch.candidates.iter().all(|c| c & 3 == found::BY_ALL));
+            assert!(
+                scratch
+                    .candidates
+                    .iter()
+                    .all(|c| matches!(c & 3, found::BY_ALL | found::SETTLED))
+            );
             let (lin, idx) = both(&set, &indexed, &ctx, None);
             assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
         }
@@ -1182,12 +1204,19 @@ mod tests {
                 .map(|c| c >> found::BITS)
                 .collect();
             assert_eq!(&found, candidates, "candidates of user {k}");
-            // the indexed strategies' state clauses are settled: nothing left to evaluate
+            // the indexed strategies' state clauses are settled: nothing left
+            // to evaluate, and a match needs no look at the audience
             for c in &scratch.candidates {
-                let a = &indexed.audiences[(c >> found::BITS) as usize];
-                if c & 3 == found::BY_ALL {
-                    assert_eq!(a.unsettled_by_all, 0, "candidate {} of user {k}", c >> 2);
-                }
+                let (i, how) = (c >> found::BITS, c & 3);
+                let expected = if i == 2 {
+                    found::UNINDEXED
+                } else {
+                    found::SETTLED
+                };
+                assert_eq!(how, expected, "candidate {i} of user {k}");
+                assert!(
+                    how != found::SETTLED || indexed.audiences[i as usize].unsettled_by_all == 0
+                );
             }
             let (lin, idx) = both(&set, &indexed, &ctx, None);
             assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
