@@ -1,5 +1,6 @@
 //! Ingestion benchmarks: apply throughput from Kafka, freshness (event
-//! produced -> visible to Decide) while Decide is under load, and snapshot
+//! produced -> visible to Decide) while Decide is under load, with Decide's
+//! own latency alone and while events are applied, and snapshot
 //! write/restore at scale. The broker is librdkafka's mock cluster (a real
 //! Kafka-protocol broker over TCP, in this process), so the numbers include
 //! the protocol, fetches and decoding, but not a disk-backed broker.
@@ -11,7 +12,7 @@
 //! ```
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
@@ -137,6 +138,10 @@ enum Mode {
         /// keeps it steady and adds at most 5 ms.
         #[arg(long, default_value_t = 5)]
         linger_ms: u64,
+        /// Seconds Decide runs alone before events flow: the baseline its
+        /// latency while ingesting is compared with.
+        #[arg(long, default_value_t = 3)]
+        baseline_seconds: u64,
     },
     /// Write a snapshot of a generated population and restore it.
     Restore {
@@ -250,6 +255,7 @@ fn main() -> Result<()> {
             users,
             decide_rate,
             linger_ms,
+            baseline_seconds,
         } => freshness(
             Broker::new(cli.brokers, partitions)?,
             rate,
@@ -257,6 +263,7 @@ fn main() -> Result<()> {
             users,
             decide_rate,
             linger_ms,
+            baseline_seconds,
         ),
         Mode::Restore {
             users,
@@ -432,6 +439,16 @@ fn wait_until(due: Instant) {
     }
 }
 
+/// The phases of a freshness run Decide's latency is kept apart for.
+mod phase {
+    /// Before any event is produced.
+    pub const BASELINE: u8 = 0;
+    /// While events are produced and applied.
+    pub const INGESTING: u8 = 1;
+    /// After the last event is visible (not reported).
+    pub const AFTER: u8 = 2;
+}
+
 fn freshness(
     broker: Broker,
     rate: u64,
@@ -439,6 +456,7 @@ fn freshness(
     users: u64,
     decide_rate: u64,
     linger_ms: u64,
+    baseline_seconds: u64,
 ) -> Result<()> {
     let (brokers, topic) = (broker.brokers.clone(), broker.topic.clone());
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
@@ -446,7 +464,10 @@ fn freshness(
         tz_offset_secs: 8 * 3600,
     }
     .today();
-    let index = Arc::new(UserIndex::with_capacity(users as usize));
+    // sized for the users the events add too, as `[users] expected` sizes a
+    // node: growing a shard's table holds its lock while it rehashes, and
+    // Decide's latency while ingesting is what this run reports
+    let index = Arc::new(UserIndex::with_capacity((users + rate * seconds) as usize));
     population::populate(&index, users, 42, today, &taxonomy);
     let set = StrategySet::from_toml(DEMO_STRATEGIES, "demo", &taxonomy)?;
     let engine = Arc::new(DecisionEngine::new(
@@ -467,17 +488,26 @@ fn freshness(
     rt.block_on(ingest.wait_caught_up());
 
     let stop = Arc::new(AtomicBool::new(false));
-    let decisions = Arc::new(AtomicU64::new(0));
-    // Decide under load: one thread deciding for random known devices
+    let phase = Arc::new(AtomicU8::new(phase::BASELINE));
+    // Decide under load: one thread deciding for random known devices, each
+    // call timed into the histogram of the phase it ran in
     let load = {
-        let (engine, stop, decisions) = (engine.clone(), stop.clone(), decisions.clone());
+        let (engine, stop) = (engine.clone(), stop.clone());
+        let phase = phase.clone();
         std::thread::spawn(move || {
+            // nanoseconds, up to a minute
+            let new =
+                || Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).expect("valid bounds");
+            // per phase: (from the call's start, from its scheduled time)
+            let mut latency = [(new(), new()), (new(), new())];
             let mut i = 0u64;
             let started = Instant::now();
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                if decide_rate > 0 {
-                    wait_until(started + Duration::from_secs_f64(n as f64 / decide_rate as f64));
+                let due = (decide_rate > 0)
+                    .then(|| started + Duration::from_secs_f64(n as f64 / decide_rate as f64));
+                if let Some(due) = due {
+                    wait_until(due);
                 }
                 n += 1;
                 i = i
@@ -485,19 +515,35 @@ fn freshness(
                     .wrapping_add(1442695040888963407);
                 let id = 1 + (i >> 33) % users;
                 let imei = format!("86{:013}", id % 10_000_000_000_000);
-                if let Ok(k) = DeviceKey::from_raw(DeviceIdKind::Imei, &imei) {
-                    let d = engine.decide(&DecisionRequest {
-                        devices: &[k],
-                        os: Os::Android,
-                        experiments: &[],
-                        only_strategies: &[],
-                    });
-                    std::hint::black_box(d);
+                let Ok(k) = DeviceKey::from_raw(DeviceIdKind::Imei, &imei) else {
+                    continue;
+                };
+                // timed from the scheduled time when the call starts late, so
+                // that one held up by the one before it is charged for the
+                // wait; from its start when early (`wait_until` does not sleep
+                // the last millisecond)
+                let call = Instant::now();
+                let from = due.map_or(call, |due| due.min(call));
+                let d = engine.decide(&DecisionRequest {
+                    devices: &[k],
+                    os: Os::Android,
+                    experiments: &[],
+                    only_strategies: &[],
+                });
+                let done = Instant::now();
+                std::hint::black_box(d);
+                if let Some((service, scheduled)) =
+                    latency.get_mut(usize::from(phase.load(Ordering::Relaxed)))
+                {
+                    service.saturating_record(done.duration_since(call).as_nanos() as u64);
+                    scheduled.saturating_record(done.duration_since(from).as_nanos() as u64);
                 }
-                decisions.fetch_add(1, Ordering::Relaxed);
             }
+            latency
         })
     };
+    std::thread::sleep(Duration::from_secs(baseline_seconds));
+    phase.store(phase::INGESTING, Ordering::Relaxed);
 
     // new users (ids above the population) so that visibility is unambiguous
     let base = users + 1_000_000;
@@ -563,12 +609,15 @@ fn freshness(
         p.poll(Duration::ZERO);
     }
     drop(tx);
+    phase.store(phase::AFTER, Ordering::Relaxed);
+    let sending = start.elapsed().as_secs_f64();
     let (h, from_send) = checker
         .join()
         .map_err(|_| anyhow::anyhow!("checker panicked"))?;
     stop.store(true, Ordering::Relaxed);
-    let _ = load.join();
-    let elapsed = start.elapsed().as_secs_f64();
+    let latency = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the deciding thread panicked"))?;
     let ms = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "freshness (produced -> visible to Decide) at {rate} events/s for {seconds}s, {} samples: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms; Decide meanwhile: {:.0} decisions/s",
@@ -577,7 +626,7 @@ fn freshness(
         ms(&h, 0.9),
         ms(&h, 0.99),
         h.max() as f64 / 1000.0,
-        decisions.load(Ordering::Relaxed) as f64 / elapsed
+        latency[1].0.len() as f64 / sending
     );
     println!(
         "  from each event's scheduled time (above: a producer behind schedule is charged); from the moment it was handed to the producer: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
@@ -586,6 +635,21 @@ fn freshness(
         ms(&from_send, 0.99),
         from_send.max() as f64 / 1000.0
     );
+    let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
+    for (name, (service, scheduled)) in ["alone", "while ingesting"].iter().zip(&latency) {
+        println!(
+            "  Decide {name} ({} calls), us: p50 {:.2}, p90 {:.2}, p99 {:.2}, p99.9 {:.2}, max {:.0}; \
+             from the scheduled time (the deciding thread's own wake-ups included): p99 {:.1}, p99.9 {:.1}",
+            service.len(),
+            us(service, 0.5),
+            us(service, 0.9),
+            us(service, 0.99),
+            us(service, 0.999),
+            service.max() as f64 / 1000.0,
+            us(scheduled, 0.99),
+            us(scheduled, 0.999),
+        );
+    }
     ingest.stop();
     Ok(())
 }
