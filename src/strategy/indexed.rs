@@ -1081,6 +1081,36 @@ mod tests {
         b.build().expect("a small profile builds")
     }
 
+    /// `indexed`'s candidates for known user `k` with profile `p` on `os`,
+    /// as (strategy, how it was found), once both matchers are checked to
+    /// match `expected`.
+    fn candidates_checked(
+        (set, indexed): (&StrategySet, &IndexedMatcher),
+        (k, p): (usize, &UserProfile),
+        os: Os,
+        expected: &[u32],
+    ) -> Vec<(u32, u32)> {
+        let ctx = EvalContext {
+            profile: p,
+            known_user: true,
+            today: TODAY,
+            os,
+        };
+        let (lin, idx) = both(set, indexed, &ctx, None);
+        assert_eq!(
+            (&lin[..], &idx[..]),
+            (expected, expected),
+            "matches of user {k}"
+        );
+        let mut scratch = Scratch::default();
+        indexed.candidates(&ctx, &mut scratch);
+        scratch
+            .candidates
+            .iter()
+            .map(|c| (c >> found::BITS, c & ((1 << found::BITS) - 1)))
+            .collect()
+    }
+
     #[test]
     fn recent_behaviour_and_negated_clauses_are_settled_by_postings() {
         use crate::profile::Scope;
@@ -1113,31 +1143,17 @@ mod tests {
             // carted 6 days ago, never bought
             (with_behaviour(&[(sku1, Action::Cart, 6, 1)]), vec![0, 1]),
         ];
-        let mut scratch = Scratch::default();
         for (k, (p, expected)) in cases.iter().enumerate() {
-            let ctx = EvalContext {
-                profile: p,
-                known_user: true,
-                today: TODAY,
-                os: Os::Ios,
-            };
-            indexed.candidates(&ctx, &mut scratch);
-            let found: Vec<u32> = scratch
-                .candidates
-                .iter()
-                .map(|c| c >> found::BITS)
-                .collect();
-            assert_eq!(&found, expected, "candidates of user {k}");
+            let found = candidates_checked((&set, &indexed), (k, p), Os::Ios, expected);
+            let ids: Vec<u32> = found.iter().map(|&(i, _)| i).collect();
+            assert_eq!(&ids, expected, "candidates of user {k}");
             // found through every indexed clause: the windowed and negated
-            // clauses are settled, and the answer is still the scan's
+            // clauses are settled
             assert!(
-                scratch
-                    .candidates
+                found
                     .iter()
-                    .all(|c| matches!(c & 3, found::BY_ALL | found::SETTLED))
+                    .all(|&(_, how)| matches!(how, found::BY_ALL | found::SETTLED))
             );
-            let (lin, idx) = both(&set, &indexed, &ctx, None);
-            assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
         }
     }
 
@@ -1189,25 +1205,13 @@ mod tests {
                 vec![0],
             ),
         ];
-        let mut scratch = Scratch::default();
         for (k, (p, candidates, expected)) in cases.iter().enumerate() {
-            let ctx = EvalContext {
-                profile: p,
-                known_user: true,
-                today: TODAY,
-                os: Os::Android,
-            };
-            indexed.candidates(&ctx, &mut scratch);
-            let found: Vec<u32> = scratch
-                .candidates
-                .iter()
-                .map(|c| c >> found::BITS)
-                .collect();
-            assert_eq!(&found, candidates, "candidates of user {k}");
+            let found = candidates_checked((&set, &indexed), (k, p), Os::Android, expected);
+            let ids: Vec<u32> = found.iter().map(|&(i, _)| i).collect();
+            assert_eq!(&ids, candidates, "candidates of user {k}");
             // the indexed strategies' state clauses are settled: nothing left
             // to evaluate, and a match needs no look at the audience
-            for c in &scratch.candidates {
-                let (i, how) = (c >> found::BITS, c & 3);
+            for (i, how) in found {
                 let expected = if i == 2 {
                     found::UNINDEXED
                 } else {
@@ -1218,8 +1222,6 @@ mod tests {
                     how != found::SETTLED || indexed.audiences[i as usize].unsettled_by_all == 0
                 );
             }
-            let (lin, idx) = both(&set, &indexed, &ctx, None);
-            assert_eq!((&lin, &idx), (expected, expected), "matches of user {k}");
         }
     }
 
