@@ -383,13 +383,21 @@ pub struct IndexedMatcher {
     /// none of its audience to evaluate (see [`found::SETTLED`]): read with
     /// `required`, so a known user's settled match never loads the audience.
     settled_when_found: Vec<bool>,
-    /// Strategies with no access clause: candidates for every known user.
+    /// Strategies with no access clause and no filed negated clause:
+    /// candidates for every known user, evaluated in full.
     unindexed: Vec<u32>,
     /// The state fields any posting is filed under (bit per [`StateField`]):
     /// a user's codes of other fields are not looked up.
     state_fields: u8,
     /// Of those, the ones evaluated for unknown devices.
     unindexed_unknown: Vec<u32>,
+    /// Strategies with no access clause but some filed negated clause: found
+    /// for every user before the counting step (their `required` is bit 0),
+    /// so that a user having an excluding feature skips them and one not
+    /// having any skips those clauses.
+    seeded: Vec<u32>,
+    /// Of those, the ones found for unknown devices.
+    seeded_unknown: Vec<u32>,
     /// Estimated candidates per user, by the shares used to build (negated
     /// clauses not counted).
     expected_candidates: f64,
@@ -519,6 +527,7 @@ impl IndexedMatcher {
         let mut required = vec![0u8; strategies.len()];
         let mut unindexed = Vec::new();
         let mut unindexed_unknown = Vec::new();
+        let (mut seeded, mut seeded_unknown) = (Vec::new(), Vec::new());
         let mut expected_candidates = 0.0;
         let mut state_fields = 0u8;
         // the fields of the state features a clause may be filed under
@@ -548,10 +557,6 @@ impl IndexedMatcher {
             let mut settled: Vec<(usize, usize)> = Vec::new();
             if clauses.is_empty() {
                 expected_candidates += 1.0;
-                unindexed.push(i);
-                if s.match_unknown_devices {
-                    unindexed_unknown.push(i);
-                }
             } else {
                 let mut share = 1.0;
                 for (bit, (cost, keys, at)) in clauses.iter().take(MAX_INDEXED_CLAUSES).enumerate()
@@ -567,22 +572,36 @@ impl IndexedMatcher {
                     }
                 }
                 expected_candidates += share;
-                // a negated clause whose features say exactly when it fails
-                // excludes the users having them: few, when they are selective
-                for (at, c) in s.clauses.iter().enumerate() {
-                    let Expr::Not(e) = &c.expr else { continue };
-                    features.clear();
-                    if settled_by_access(e)
-                        && access(e, shares, &mut features).is_some_and(|c| c <= SELECTIVE_SHARE)
-                    {
-                        note_fields(&features);
-                        filed.extend(
-                            keyed(&features)
-                                .into_iter()
-                                .map(|(k, w)| (k, w, (i << 3) | EXCLUDED)),
-                        );
-                        settled.push((EXCLUDED as usize, at));
-                    }
+            }
+            // a negated clause whose features say exactly when it fails
+            // excludes the users having them: few, when they are selective
+            for (at, c) in s.clauses.iter().enumerate() {
+                let Expr::Not(e) = &c.expr else { continue };
+                features.clear();
+                if settled_by_access(e)
+                    && access(e, shares, &mut features).is_some_and(|c| c <= SELECTIVE_SHARE)
+                {
+                    note_fields(&features);
+                    filed.extend(
+                        keyed(&features)
+                            .into_iter()
+                            .map(|(k, w)| (k, w, (i << 3) | EXCLUDED)),
+                    );
+                    settled.push((EXCLUDED as usize, at));
+                }
+            }
+            // with no access clause: a candidate for everyone, counted in
+            // like a strategy found when some negated clause can exclude
+            if clauses.is_empty() {
+                let (all, unknown) = if settled.is_empty() {
+                    (&mut unindexed, &mut unindexed_unknown)
+                } else {
+                    required[i as usize] = 1;
+                    (&mut seeded, &mut seeded_unknown)
+                };
+                all.push(i);
+                if s.match_unknown_devices {
+                    unknown.push(i);
                 }
             }
             audiences.push(Audience::ordered(s, &settled));
@@ -633,14 +652,17 @@ impl IndexedMatcher {
             settled_when_found,
             unindexed,
             unindexed_unknown,
+            seeded,
+            seeded_unknown,
             expected_candidates,
             state_fields,
         }
     }
 
-    /// How many strategies have no access clause and are evaluated for every user.
+    /// How many strategies have no access clause: candidates for every
+    /// user, but those a negated clause's postings exclude.
     pub fn unindexed(&self) -> usize {
-        self.unindexed.len()
+        self.unindexed.len() + self.seeded.len()
     }
 
     /// The expected number of candidates per user, by the shares used to build.
@@ -687,6 +709,17 @@ impl IndexedMatcher {
         candidates.clear();
         let mut to_walk = 0usize;
         *walked = 0;
+        let seeded = if ctx.known_user {
+            &self.seeded
+        } else {
+            &self.seeded_unknown
+        };
+        for &s in seeded {
+            if let Some(v) = seen.get_mut(s as usize) {
+                *v = 1;
+                touched.push(s);
+            }
+        }
         Feature::each_of(ctx, self.state_fields, |f, age| {
             let Some(p) = self.table.get(&f.key()) else {
                 return;
