@@ -14,7 +14,8 @@
 //! are looked up in a hash table of postings; the strategies one of whose
 //! access features the user has are found first, then narrowed by the
 //! postings of their other clauses (the counting step below); those left,
-//! plus the few with no access clause at all, are the candidates, and each
+//! plus the few with no access clause at all (which the postings of their
+//! negated clauses exclude too), are the candidates, and each
 //! candidate is then evaluated as [`super::LinearMatcher`] would, less the
 //! clauses that finding it has already settled (a tag, demographic, OS or
 //! state clause holds exactly when the user has one of its features, a
@@ -386,9 +387,6 @@ pub struct IndexedMatcher {
     /// Strategies with no access clause and no filed negated clause:
     /// candidates for every known user, evaluated in full.
     unindexed: Vec<u32>,
-    /// The state fields any posting is filed under (bit per [`StateField`]):
-    /// a user's codes of other fields are not looked up.
-    state_fields: u8,
     /// Of those, the ones evaluated for unknown devices.
     unindexed_unknown: Vec<u32>,
     /// Strategies with no access clause but some filed negated clause: found
@@ -398,6 +396,9 @@ pub struct IndexedMatcher {
     seeded: Vec<u32>,
     /// Of those, the ones found for unknown devices.
     seeded_unknown: Vec<u32>,
+    /// The state fields any posting is filed under (bit per [`StateField`]):
+    /// a user's codes of other fields are not looked up.
+    state_fields: u8,
     /// Estimated candidates per user, by the shares used to build (negated
     /// clauses not counted).
     expected_candidates: f64,
