@@ -446,6 +446,8 @@ mod found {
     pub const SETTLED: u32 = 3;
     /// Bits the tag takes.
     pub const BITS: u32 = 2;
+    /// The tag's bits.
+    pub const MASK: u32 = (1 << BITS) - 1;
 }
 
 impl Audience {
@@ -871,7 +873,7 @@ impl Matcher for IndexedMatcher {
             let mut scratch = scratch.borrow_mut();
             self.candidates(ctx, &mut scratch);
             for &c in &scratch.candidates {
-                let (i, how) = (c >> found::BITS, c & ((1 << found::BITS) - 1));
+                let (i, how) = (c >> found::BITS, c & found::MASK);
                 if (how == found::SETTLED && ctx.known_user)
                     || self
                         .audiences
@@ -1141,7 +1143,7 @@ mod tests {
         scratch
             .candidates
             .iter()
-            .map(|c| (c >> found::BITS, c & ((1 << found::BITS) - 1)))
+            .map(|c| (c >> found::BITS, c & found::MASK))
             .collect()
     }
 
