@@ -877,30 +877,15 @@ impl DecisionEngine {
     }
 
     /// Recomputes every scored strategy's calibration shift from the
-    /// feedback ledger (when calibration is enabled) and publishes observed
-    /// vs predicted rates as gauges. Runs on the configured cadence and on
-    /// demand from the admin API; requests in flight keep the old shifts.
+    /// feedback ledger (when calibration is enabled) and returns the report
+    /// (the metrics endpoint writes it as gauges at each scrape, see
+    /// [`telemetry::write_calibration`]). Runs on the configured cadence and
+    /// on demand from the admin API; requests in flight keep the old shifts.
     pub fn recalibrate(&self) -> Vec<CalibrationRow> {
         let live = self.live.load();
         let shifts = shifts_for(&live.set, &self.ledger, &self.calibration);
         live.shifts.store(Arc::new(shifts));
         let rows = self.calibration_report();
-        for r in &rows {
-            for (rate, observed, predicted, shift) in [
-                ("ctr", r.observed_ctr, r.predicted_ctr, r.shift.ctr),
-                ("cvr", r.observed_cvr, r.predicted_cvr, r.shift.cvr),
-            ] {
-                if let Some(o) = observed {
-                    metrics::gauge!(telemetry::MODEL_OBSERVED_RATE, "strategy" => r.strategy_id.clone(), "rate" => rate).set(o);
-                }
-                if let Some(p) = predicted {
-                    metrics::gauge!(telemetry::MODEL_PREDICTED_RATE, "strategy" => r.strategy_id.clone(), "rate" => rate).set(p);
-                }
-                if r.scored {
-                    metrics::gauge!(telemetry::MODEL_CALIBRATION_SHIFT, "strategy" => r.strategy_id.clone(), "rate" => rate).set(shift);
-                }
-            }
-        }
         metrics::counter!(telemetry::MODEL_RECALIBRATIONS).increment(1);
         rows
     }

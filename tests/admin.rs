@@ -33,6 +33,24 @@ target_group == urban_gen_z
 '''
 "#;
 
+/// A scored strategy under `id` (the calibration gauges are per scored strategy).
+fn scored(version: &str, id: &str) -> String {
+    format!(
+        r#"
+version = "{version}"
+[model]
+version = "m"
+dims = 2
+[[strategy]]
+id = "{id}"
+target_id = "1"
+audience = "target_group in {{urban_family}}"
+[strategy.score]
+ctr = {{ weights = [1.0, 0.0], bias = -3.0 }}
+"#
+    )
+}
+
 async fn decide_user_1(node: &TestNode) -> Vec<String> {
     let mut client = node.client().await;
     let resp = client
@@ -233,5 +251,50 @@ async fn health_readiness_and_metrics_are_served_on_the_admin_port() {
         // .ci/run checks this file with promtool
         std::fs::write(std::path::Path::new(&dir).join("metrics.prom"), &text).unwrap();
     }
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn calibration_gauges_follow_the_live_strategies_across_a_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("strategies.toml");
+    std::fs::write(&path, scored("one", "scored_before")).unwrap();
+    let node = start_with(StrategySource::File(path.clone())).await;
+    let http = reqwest::Client::new();
+    let shift_of =
+        |id: &str| format!(r#"rta_model_calibration_shift{{strategy="{id}",rate="ctr"}} 0"#);
+    // as the calibration cadence would, before each scrape
+    let recalibrate = || async {
+        let resp = http
+            .post(node.http_url("/calibration/recalibrate"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    };
+    recalibrate().await;
+    let text = metrics_text(&node).await;
+    assert!(
+        text.lines().any(|l| l == shift_of("scored_before")),
+        "{text}"
+    );
+
+    std::fs::write(&path, scored("two", "scored_after")).unwrap();
+    let resp = http
+        .post(node.http_url("/strategies/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    recalibrate().await;
+    let text = metrics_text(&node).await;
+    assert!(
+        text.lines().any(|l| l == shift_of("scored_after")),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"strategy="scored_before""#),
+        "a removed strategy is still reported:\n{text}"
+    );
     node.running.shutdown().await;
 }

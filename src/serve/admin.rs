@@ -52,7 +52,8 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 
 async fn metrics_text(State(node): State<Arc<Node>>) -> Response {
     node.update_gauges();
-    let body = telemetry::prometheus().render();
+    let mut body = telemetry::prometheus().render();
+    telemetry::write_calibration(&mut body, &node.engine.calibration_report());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
