@@ -261,37 +261,29 @@ async fn calibration_gauges_follow_the_live_strategies_across_a_reload() {
     std::fs::write(&path, scored("one", "scored_before")).unwrap();
     let node = start_with(StrategySource::File(path.clone())).await;
     let http = reqwest::Client::new();
-    let shift_of =
-        |id: &str| format!(r#"rta_model_calibration_shift{{strategy="{id}",rate="ctr"}} 0"#);
-    // as the calibration cadence would, before each scrape
-    let recalibrate = || async {
-        let resp = http
-            .post(node.http_url("/calibration/recalibrate"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+    let post = |path: &'static str| {
+        let (http, node) = (&http, &node);
+        async move {
+            let resp = http.post(node.http_url(path)).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path}");
+        }
     };
-    recalibrate().await;
-    let text = metrics_text(&node).await;
-    assert!(
-        text.lines().any(|l| l == shift_of("scored_before")),
-        "{text}"
-    );
+    // each scrape after a recalibration, as the calibration cadence runs them
+    let scrape = || async {
+        post("/calibration/recalibrate").await;
+        metrics_text(&node).await
+    };
+    let reported = |text: &str, id: &str| {
+        let line = format!(r#"rta_model_calibration_shift{{strategy="{id}",rate="ctr"}} 0"#);
+        text.lines().any(|l| l == line)
+    };
+    let text = scrape().await;
+    assert!(reported(&text, "scored_before"), "{text}");
 
     std::fs::write(&path, scored("two", "scored_after")).unwrap();
-    let resp = http
-        .post(node.http_url("/strategies/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    recalibrate().await;
-    let text = metrics_text(&node).await;
-    assert!(
-        text.lines().any(|l| l == shift_of("scored_after")),
-        "{text}"
-    );
+    post("/strategies/reload").await;
+    let text = scrape().await;
+    assert!(reported(&text, "scored_after"), "{text}");
     assert!(
         !text.contains(r#"strategy="scored_before""#),
         "a removed strategy is still reported:\n{text}"
