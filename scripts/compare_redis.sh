@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Our full gRPC Decide vs. Redis GET, on this machine, in one go.
+# Our full gRPC Decide (or the Tencent endpoint) vs. Redis GET, on this
+# machine, in one go.
 #
 # Redis holding user tags is the ordinary alternative to this engine, so this
 # measures both at the same client concurrency on the same cores:
@@ -11,18 +12,22 @@
 #   5. stops the engine, starts a local `redis-server` and loads USERS keys of
 #      VALUE_SIZE bytes (`key:%012d`, the names `redis-benchmark -r` asks for);
 #   6. `redis-benchmark -t get -r USERS -c CONCURRENCY` (no pipelining, -P 1);
-#   7. prints the table and writes every result as JSON into OUT_DIR.
+#   7. prints the table and writes every result as JSON into OUT_DIR, with
+#      the engine's CPU time per request of each run (from /proc).
 #
 # Needs: cargo, curl, python3, redis-server, redis-cli, redis-benchmark
 #   (Debian/Ubuntu: apt-get install -y redis-server redis-tools).
 # Settings (environment): USERS=1000000 CONCURRENCY=50 CONNECTIONS=4
 #   LOAD_THREADS=1 ENGINE_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENTS="25 50 80"
-#   DEADLINE_MS=2
+#   DEADLINE_MS=2 TARGET=grpc
 #   HIT_RATIO=0.9 ZIPF=0 VALUE_SIZE=200 GRPC_PORT=55051 HTTP_PORT=58080
 #   REDIS_PORT=56379 OUT_DIR=target/compare; CARGO_TARGET_DIR is honoured.
 #   ENGINE_CPUS / LOAD_CPUS: CPU lists (taskset -c) for the engine and for the
 #   load generators, e.g. 0-11 and 12-15 on a 16-core machine (default: none).
 #   REDIS=0 leaves Redis out (the engine's figures only; no redis tools needed).
+#   TARGET=tencent drives the Tencent endpoint (`POST /rta/tencent`, HTTP/1.1,
+#   one request in flight per connection: CONCURRENCY connections) instead of
+#   gRPC `Decide`.
 #   BUILD=0 uses the binaries already in BIN_DIR (default target/release)
 #   instead of building them (no cargo needed), e.g. on a machine without a
 #   toolchain or network.
@@ -51,6 +56,7 @@ DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
 OPEN_PERCENTS=${OPEN_PERCENTS:-25 50 80}
 DEADLINE_MS=${DEADLINE_MS:-2}
+TARGET=${TARGET:-grpc}
 HIT_RATIO=${HIT_RATIO:-0.9}
 ZIPF=${ZIPF:-0}
 VALUE_SIZE=${VALUE_SIZE:-200}
@@ -64,6 +70,8 @@ LOAD_CPUS=${LOAD_CPUS:-}
 REDIS=${REDIS:-1}
 BUILD=${BUILD:-1}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-600}
+
+case "$TARGET" in grpc | tencent) ;; *) printf 'TARGET must be grpc or tencent\n' >&2; exit 2 ;; esac
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -157,19 +165,33 @@ wait_until "$READY_TIMEOUT_S" "$ENGINE_PID" "rta-engine" \
     curl -sf "http://127.0.0.1:$HTTP_PORT/readyz"
 log "rta-engine ready"
 
-load_args=(--addr "http://127.0.0.1:$GRPC_PORT" --users "$USERS"
+load_args=(--target "$TARGET" --addr "http://127.0.0.1:$GRPC_PORT"
+    --http-addr "127.0.0.1:$HTTP_PORT" --users "$USERS"
     --concurrency "$CONCURRENCY" --connections "$CONNECTIONS" --threads "$LOAD_THREADS"
     --duration "$DURATION" --warmup "$WARMUP" --deadline-ms "$DEADLINE_MS"
     --hit-ratio "$HIT_RATIO" --zipf "$ZIPF")
 
-log "rta-load closed loop, $CONCURRENCY in flight"
-on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --closed --json "$OUT_DIR/engine_closed.json"
+# engine_cpu NAME CMD...: runs CMD, writing the engine's CPU seconds spent
+# meanwhile (user + system, from /proc) to OUT_DIR/engine_cpu_NAME.txt
+engine_cpu() {
+    local name=$1 before after
+    shift
+    before=$(awk '{print $14 + $15}' "/proc/$ENGINE_PID/stat")
+    "$@"
+    after=$(awk '{print $14 + $15}' "/proc/$ENGINE_PID/stat")
+    python3 -c 'import sys; print((int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]))' \
+        "$before" "$after" "$(getconf CLK_TCK)" >"$OUT_DIR/engine_cpu_$name.txt"
+}
+
+log "rta-load closed loop, $CONCURRENCY in flight ($TARGET)"
+engine_cpu closed on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --closed --json "$OUT_DIR/engine_closed.json"
 SATURATION=$(json_get "$OUT_DIR/engine_closed.json" 'round(r["achieved_rate"])')
 ((SATURATION > 0)) || die "saturation rate is 0: see $OUT_DIR/engine_closed.json"
 for percent in $OPEN_PERCENTS; do
     open_rate=$((SATURATION * percent / 100))
     log "rta-load open loop at $open_rate/s ($percent % of $SATURATION/s)"
-    on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --rate "$open_rate" --json "$OUT_DIR/engine_open_$percent.json"
+    engine_cpu "open_$percent" on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --rate "$open_rate" \
+        --json "$OUT_DIR/engine_open_$percent.json"
 done
 
 kill "$ENGINE_PID"
@@ -218,7 +240,7 @@ else
 fi
 
 # --- summary -----------------------------------------------------------------
-ENGINE_THREADS="$ENGINE_THREADS" ENGINE_CPUS="$ENGINE_CPUS" LOAD_CPUS="$LOAD_CPUS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
+TARGET="$TARGET" WARMUP="$WARMUP" ENGINE_THREADS="$ENGINE_THREADS" ENGINE_CPUS="$ENGINE_CPUS" LOAD_CPUS="$LOAD_CPUS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
 import csv, json, os, platform, subprocess, sys, time
 
 out, redis_n, redis_version, value_size, *open_percents = sys.argv[1:]
@@ -230,6 +252,13 @@ get = (
     if int(redis_n) > 0
     else None
 )
+
+def cpu_per_request_us(name, r):
+    """The engine's CPU microseconds per request over a run: its CPU time
+    over warm-up and measurement, by the measured rate times that span."""
+    seconds = float(open(os.path.join(out, f"engine_cpu_{name}.txt")).read())
+    requests = r["achieved_rate"] * (r["duration_s"] + float(os.environ.get("WARMUP", "0")))
+    return round(seconds * 1e6 / requests, 1) if requests else None
 
 def cpu_model():
     try:
@@ -252,12 +281,14 @@ summary = {
     "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     "git": git_rev(),
     "machine": {"cpus": os.cpu_count(), "cpu": cpu_model()},
+    "target": os.environ.get("TARGET", "grpc"),
     "concurrency": closed["concurrency"],
     "engine_threads": int(os.environ.get("ENGINE_THREADS", "1")),
     "users_or_keys": closed["users"],
     "engine": {
         "saturation_decisions_per_s": closed["achieved_rate"],
         "closed_loop_p99_us": closed["latency_us"]["p99"],
+        "closed_loop_cpu_us_per_request": cpu_per_request_us("closed", closed),
         "open_loop": [
             {
                 "percent_of_saturation": p,
@@ -267,6 +298,7 @@ summary = {
                 "p99_us": r["latency_us"]["p99"],
                 "p99_from_send_us": r["service_us"]["p99"],
                 "late": r["late"],
+                "cpu_us_per_request": cpu_per_request_us(f"open_{p}", r),
                 "errors": r["errors"],
             }
             for p, r in sorted(opened.items())
@@ -293,15 +325,16 @@ with open(os.path.join(out, "summary.json"), "w") as f:
     json.dump(summary, f, indent=2)
 
 e = summary["engine"]
-rows = [("rta-engine gRPC Decide, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}')]
+api = "gRPC Decide" if summary["target"] == "grpc" else "Tencent endpoint"
+rows = [(f"rta-engine {api}, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}', e["closed_loop_cpu_us_per_request"])]
 for o in e["open_loop"]:
-    rows.append((f'  open loop at {o["rate"]:,.0f}/s ({o["percent_of_saturation"]} %)', f'{o["achieved_per_s"]:,.0f}', f'{o["p99_us"]:,.0f}'))
+    rows.append((f'  open loop at {o["rate"]:,.0f}/s ({o["percent_of_saturation"]} %)', f'{o["achieved_per_s"]:,.0f}', f'{o["p99_us"]:,.0f}', o["cpu_us_per_request"]))
 if get:
-    rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}"))
+    rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}", ""))
 print(f'\n{summary["machine"]["cpus"]} CPUs ({summary["machine"]["cpu"]}), {summary["concurrency"]} requests in flight, {summary["users_or_keys"]:,} users / keys')
-print(f'{"":44} {"per s":>10} {"p99 us":>8}')
-for name, rate, p99 in rows:
-    print(f"{name:44} {rate:>10} {p99:>8}")
+print(f'{"":44} {"per s":>10} {"p99 us":>8} {"engine CPU us/req":>18}')
+for name, rate, p99, cpu in rows:
+    print(f"{name:44} {rate:>10} {p99:>8} {cpu if cpu is not None else '':>18}")
 if get:
     print(f'ratio: {summary["ratio_decisions_to_gets"]:.2f} full decisions per Redis GET')
 print(f"results: {os.path.join(out, 'summary.json')}")
