@@ -36,6 +36,11 @@ use rta_engine::snapshot;
 use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet};
 use rta_engine::taxonomy::Taxonomy;
 
+/// The server's allocator (`rta-engine`'s), so that what this measures
+/// allocates as the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(about = "rta-engine ingestion benchmarks")]
 struct Cli {

@@ -53,6 +53,11 @@ use rta_engine::profile::{ProfileBuilder, UserVector, model_tag};
 use rta_engine::strategy::{Os, StrategySet};
 use rta_engine::taxonomy::Taxonomy;
 
+/// The server's allocator (`rta-engine`'s), so that what this measures
+/// allocates as the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     about = "rta-engine decision-intelligence simulation (scored engine vs tag-only baseline)"
