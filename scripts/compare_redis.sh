@@ -240,7 +240,7 @@ else
 fi
 
 # --- summary -----------------------------------------------------------------
-TARGET="$TARGET" WARMUP="$WARMUP" ENGINE_THREADS="$ENGINE_THREADS" ENGINE_CPUS="$ENGINE_CPUS" LOAD_CPUS="$LOAD_CPUS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
+TARGET="$TARGET" ENGINE_THREADS="$ENGINE_THREADS" ENGINE_CPUS="$ENGINE_CPUS" LOAD_CPUS="$LOAD_CPUS" python3 - "$OUT_DIR" "$REDIS_N" "$REDIS_VERSION" "$VALUE_SIZE" $OPEN_PERCENTS <<'EOF'
 import csv, json, os, platform, subprocess, sys, time
 
 out, redis_n, redis_version, value_size, *open_percents = sys.argv[1:]
@@ -257,7 +257,7 @@ def cpu_per_request_us(name, r):
     """The engine's CPU microseconds per request over a run: its CPU time
     over warm-up and measurement, by the measured rate times that span."""
     seconds = float(open(os.path.join(out, f"engine_cpu_{name}.txt")).read())
-    requests = r["achieved_rate"] * (r["duration_s"] + float(os.environ.get("WARMUP", "0")))
+    requests = r["achieved_rate"] * (r["duration_s"] + r["warmup_s"])
     return round(seconds * 1e6 / requests, 1) if requests else None
 
 def cpu_model():
