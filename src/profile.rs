@@ -845,6 +845,12 @@ impl UserProfile {
         Ok(())
     }
 
+    /// Every demographic attribute's value, in [`Attr`] order (0 = unknown).
+    #[inline]
+    pub fn demographics(&self) -> [u8; 8] {
+        self.header().demographics
+    }
+
     /// The value of a demographic attribute (0 = unknown).
     #[inline]
     pub fn attr(&self, a: Attr) -> u8 {

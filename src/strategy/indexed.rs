@@ -425,6 +425,9 @@ struct Postings {
 #[derive(Debug)]
 struct Audience {
     match_unknown_devices: bool,
+    /// The attribute and OS clauses among those always evaluated, checked
+    /// together first.
+    gate: Gate,
     clauses: Box<[Expr]>,
     /// Clauses to evaluate when every indexed clause was found.
     unsettled_by_all: u32,
@@ -450,14 +453,83 @@ mod found {
     pub const MASK: u32 = (1 << BITS) - 1;
 }
 
+/// A conjunction of attribute ranges and request OSes, checked without a
+/// branch per clause.
+///
+/// A shared catalogue's audiences are mostly such clauses (an age band, a
+/// gender, a city tier) that postings do not settle, because their features
+/// are too common to be worth filing; evaluated one by one, each is a
+/// mispredicted dispatch and an early exit, costing more than checking all
+/// eight attributes at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Gate {
+    /// Per [`Attr`], the lowest accepted value (0 when any value is).
+    lo: [u8; 8],
+    /// Per [`Attr`], how far above `lo` values are accepted (255: any).
+    span: [u8; 8],
+    /// Accepted OS codes, bit per [`Os`](super::Os) code.
+    os: u8,
+}
+
+impl Gate {
+    /// The gate every user passes.
+    const OPEN: Self = Self {
+        lo: [0; 8],
+        span: [u8::MAX; 8],
+        os: u8::MAX,
+    };
+
+    /// Narrows the gate by `e` when it is an attribute range or an OS
+    /// clause; whether it was.
+    fn fold(&mut self, e: &Expr) -> bool {
+        match *e {
+            Expr::Attr { attr, lo, hi } => {
+                let a = attr as usize;
+                // an unknown value (0) never matches
+                let (from, to) = (
+                    lo.max(1).max(self.lo[a]),
+                    hi.min(self.lo[a].saturating_add(self.span[a])),
+                );
+                if from > to {
+                    // no value is in both: nobody passes
+                    self.os = 0;
+                } else {
+                    (self.lo[a], self.span[a]) = (from, to - from);
+                }
+                true
+            }
+            Expr::Os(mask) => {
+                self.os &= mask;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `ctx` passes every folded clause.
+    #[inline]
+    fn holds(&self, ctx: &EvalContext<'_>) -> bool {
+        let values = ctx.profile.demographics();
+        let mut ok = self.os & (1 << ctx.os as u8) != 0;
+        for ((v, lo), span) in values.iter().zip(&self.lo).zip(&self.span) {
+            ok &= v.wrapping_sub(*lo) <= *span;
+        }
+        ok
+    }
+}
+
 impl Audience {
     /// `s`'s audience with its clauses in evaluation order, given the
     /// `(bit, position)` of its indexed clauses that finding them settles.
     fn ordered(s: &Strategy, settled: &[(usize, usize)]) -> Self {
         let is_settled = |at: usize| settled.iter().any(|&(_, a)| a == at);
+        // the clauses always evaluated, but those the gate checks
+        let mut gate = Gate::OPEN;
         let mut clauses: Vec<Expr> = (0..s.clauses.len())
             .filter(|&at| !is_settled(at))
-            .map(|at| s.clauses[at].expr.clone())
+            .map(|at| &s.clauses[at].expr)
+            .filter(|e| !gate.fold(e))
+            .cloned()
             .collect();
         let unsettled_by_all = clauses.len() as u32;
         let by_bit = |narrowing: bool| {
@@ -471,6 +543,7 @@ impl Audience {
         clauses.extend(by_bit(false));
         Self {
             match_unknown_devices: s.match_unknown_devices,
+            gate,
             clauses: clauses.into(),
             unsettled_by_all,
             unsettled_by_access,
@@ -486,6 +559,7 @@ impl Audience {
             _ => self.clauses.len(),
         };
         (ctx.known_user || self.match_unknown_devices)
+            && self.gate.holds(ctx)
             && self.clauses[..n.min(self.clauses.len())]
                 .iter()
                 .all(|e| e.eval(ctx))
@@ -635,7 +709,7 @@ impl IndexedMatcher {
         let settled_when_found = audiences
             .iter()
             .zip(&required)
-            .map(|(a, &r)| r != 0 && a.unsettled_by_all == 0)
+            .map(|(a, &r)| r != 0 && a.unsettled_by_all == 0 && a.gate == Gate::OPEN)
             .collect();
         for v in [&mut access, &mut narrowing] {
             v.shrink_to_fit();
@@ -933,6 +1007,59 @@ mod tests {
 
     fn mix(broad: f64, arbitrary: f64) -> Mix {
         Mix { broad, arbitrary }
+    }
+
+    /// An attribute range or OS clause, as the gate folds them.
+    fn gate_clause() -> impl proptest::strategy::Strategy<Value = Expr> {
+        use proptest::strategy::Strategy as _;
+        prop_oneof![
+            (0..Attr::ALL.len(), any::<u8>(), any::<u8>()).prop_map(|(a, lo, hi)| Expr::Attr {
+                attr: Attr::ALL[a],
+                lo,
+                hi
+            }),
+            // small values too, so that ranges on one attribute overlap or not
+            (0..Attr::ALL.len(), 0..6u8, 0..6u8).prop_map(|(a, lo, hi)| Expr::Attr {
+                attr: Attr::ALL[a],
+                lo,
+                hi
+            }),
+            any::<u8>().prop_map(Expr::Os),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn the_gate_holds_exactly_when_every_folded_clause_does(
+            clauses in proptest::collection::vec(gate_clause(), 0..6),
+            values in proptest::collection::vec(prop_oneof![0..6u8, any::<u8>()], 8),
+            os in 0..OSES.len(),
+        ) {
+            let mut gate = Gate::OPEN;
+            for e in &clauses {
+                prop_assert!(gate.fold(e), "{e:?} is folded");
+            }
+            let mut b = crate::profile::ProfileBuilder::default();
+            for (a, &v) in Attr::ALL.iter().zip(&values) {
+                b.attr(*a, v);
+            }
+            let profile = b.build().expect("a profile of attributes only fits");
+            let ctx = EvalContext { profile: &profile, known_user: true, today: TODAY, os: OSES[os] };
+            prop_assert_eq!(gate.holds(&ctx), clauses.iter().all(|e| e.eval(&ctx)));
+        }
+    }
+
+    #[test]
+    fn the_gate_folds_only_attribute_ranges_and_oses() {
+        let mut gate = Gate::OPEN;
+        let state = Expr::State {
+            item: ItemKey::new(crate::profile::Scope::Brand, 1).expect("valid id"),
+            field: StateField::FourA,
+            mask: 0b10,
+        };
+        assert!(!gate.fold(&state));
+        assert!(!gate.fold(&Expr::Not(Box::new(Expr::Os(1)))));
+        assert_eq!(gate, Gate::OPEN);
     }
 
     /// Narrowing postings walked per strategy found: never, as served, always.
