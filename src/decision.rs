@@ -232,7 +232,8 @@ pub struct CalibrationRow {
     pub predicted_cvr: Option<f64>,
     /// The logit shift now applied.
     pub shift: Shift,
-    /// The same rates per target group of the users feedback was about.
+    /// The same rates per target group of the users feedback was about
+    /// (empty from [`DecisionEngine::calibration_rates`]).
     pub by_group: Vec<GroupRates>,
 }
 
@@ -877,22 +878,31 @@ impl DecisionEngine {
     }
 
     /// Recomputes every scored strategy's calibration shift from the
-    /// feedback ledger (when calibration is enabled) and returns the report
-    /// (the metrics endpoint writes it as gauges at each scrape, see
-    /// [`telemetry::write_calibration`]). Runs on the configured cadence and
-    /// on demand from the admin API; requests in flight keep the old shifts.
-    pub fn recalibrate(&self) -> Vec<CalibrationRow> {
+    /// feedback ledger (when calibration is enabled). Runs on the configured
+    /// cadence and on demand from the admin API; requests in flight keep the
+    /// old shifts.
+    pub fn recalibrate(&self) {
         let live = self.live.load();
         let shifts = shifts_for(&live.set, &self.ledger, &self.calibration);
         live.shifts.store(Arc::new(shifts));
-        let rows = self.calibration_report();
         metrics::counter!(telemetry::MODEL_RECALIBRATIONS).increment(1);
-        rows
     }
 
     /// Observed vs predicted rates and the applied shift, per live strategy
-    /// that is scored or has feedback.
+    /// that is scored or has feedback, each with its rates per target group.
     pub fn calibration_report(&self) -> Vec<CalibrationRow> {
+        self.calibration_rows(true)
+    }
+
+    /// [`Self::calibration_report`] without the rates per target group
+    /// (`by_group` left empty): what the metrics endpoint writes as gauges
+    /// at every scrape (see [`telemetry::write_calibration`]), without
+    /// taking the ledger's group lock once per strategy.
+    pub fn calibration_rates(&self) -> Vec<CalibrationRow> {
+        self.calibration_rows(false)
+    }
+
+    fn calibration_rows(&self, by_group: bool) -> Vec<CalibrationRow> {
         let live = self.live.load();
         let shifts = live.shifts.load();
         live.set
@@ -913,23 +923,25 @@ impl DecisionEngine {
                     observed_cvr: sums.observed_cvr(),
                     predicted_cvr: sums.predicted_cvr(),
                     shift: shifts.get(i).copied().unwrap_or_default(),
-                    by_group: self
-                        .ledger
-                        .group_sums(s.feedback_key)
-                        .into_iter()
-                        .map(|(g, x)| GroupRates {
-                            group: self
-                                .groups
-                                .get()
-                                .and_then(|(_, t)| t.name_of(g))
-                                .map_or_else(|| format!("#{g}"), |(_, v)| v.to_string()),
-                            exposures: x.exposures,
-                            observed_ctr: x.observed_ctr(),
-                            predicted_ctr: x.predicted_ctr(),
-                            observed_cvr: x.observed_cvr(),
-                            predicted_cvr: x.predicted_cvr(),
-                        })
-                        .collect(),
+                    by_group: if by_group {
+                        self.ledger.group_sums(s.feedback_key)
+                    } else {
+                        Vec::new()
+                    }
+                    .into_iter()
+                    .map(|(g, x)| GroupRates {
+                        group: self
+                            .groups
+                            .get()
+                            .and_then(|(_, t)| t.name_of(g))
+                            .map_or_else(|| format!("#{g}"), |(_, v)| v.to_string()),
+                        exposures: x.exposures,
+                        observed_ctr: x.observed_ctr(),
+                        predicted_ctr: x.predicted_ctr(),
+                        observed_cvr: x.observed_cvr(),
+                        predicted_cvr: x.predicted_cvr(),
+                    })
+                    .collect(),
                     sums,
                 })
             })

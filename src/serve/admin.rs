@@ -53,7 +53,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 async fn metrics_text(State(node): State<Arc<Node>>) -> Response {
     node.update_gauges();
     let mut body = telemetry::prometheus().render();
-    telemetry::write_calibration(&mut body, &node.engine.calibration_report());
+    telemetry::write_calibration(&mut body, &node.engine.calibration_rates());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -336,5 +336,6 @@ async fn calibration(State(node): State<Arc<Node>>) -> Response {
 }
 
 async fn recalibrate(State(node): State<Arc<Node>>) -> Response {
-    Json(node.engine.recalibrate()).into_response()
+    node.engine.recalibrate();
+    Json(node.engine.calibration_report()).into_response()
 }
