@@ -552,6 +552,8 @@ impl DecisionEngine {
             let mut hits = scratch.borrow_mut();
             hits.clear();
             let mut capped = false;
+            // feedback keys of the strategies taken whose caps count answers
+            let mut answered: Vec<crate::profile::ItemKey> = Vec::new();
             let mut run = |profile: &UserProfile, known_user: bool, hits: &mut Vec<u32>| {
                 if known_user
                     && let Some(cap) = &set.user_cap
@@ -622,6 +624,9 @@ impl DecisionEngine {
                     if let Some(m) = settled.taken {
                         ranked |= m.pctr.is_some() || m.pcvr.is_some();
                         matches.push(m);
+                        if set.counts_strategy_answers(i as usize) {
+                            answered.push(s.feedback_key);
+                        }
                     }
                 }
                 if ranked {
@@ -651,7 +656,7 @@ impl DecisionEngine {
                 && let Some(u) = user
                 && set.counts_any_answers()
             {
-                self.count_answers(set, u, &matches, today);
+                self.count_answers(set, u, answered, today);
             }
             let (outcome, cache_seconds) = if take {
                 (telemetry::outcome::TAKE, set.cache.matched_seconds)
@@ -679,22 +684,17 @@ impl DecisionEngine {
         answer(&decision)
     }
 
-    /// Counts a taken answer in the user's profile for the strategies whose
-    /// cap (or the user cap) counts decisions. After the read lock was
-    /// released: this takes the shard's write lock.
+    /// Counts a taken answer in the user's profile under `keys` (the feedback
+    /// keys of the strategies taken whose caps count decisions) and, when the
+    /// user cap counts decisions, under the answers key. After the read lock
+    /// was released: this takes the shard's write lock.
     fn count_answers(
         &self,
         set: &StrategySet,
         user: UserId,
-        matches: &[MatchedStrategy<&str>],
+        mut keys: Vec<crate::profile::ItemKey>,
         today: Day,
     ) {
-        let mut keys: Vec<crate::profile::ItemKey> = matches
-            .iter()
-            .filter_map(|m| set.index_of(m.strategy_id))
-            .filter(|i| set.counts_strategy_answers(*i as usize))
-            .filter_map(|i| set.strategies().get(i as usize).map(|s| s.feedback_key))
-            .collect();
         if set.counts_every_answer() {
             keys.push(crate::profile::ItemKey::answers());
         }
