@@ -8,6 +8,8 @@
 //! good set. [`generate`] writes random but realistic strategy files, for
 //! benchmarks and for testing matchers against each other.
 
+#[cfg(test)]
+mod audience_props;
 pub mod compile;
 pub mod generate;
 pub mod indexed;
