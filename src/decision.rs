@@ -624,7 +624,7 @@ impl DecisionEngine {
                     if let Some(m) = settled.taken {
                         ranked |= m.pctr.is_some() || m.pcvr.is_some();
                         matches.push(m);
-                        if set.counts_strategy_answers(i as usize) {
+                        if count && set.counts_strategy_answers(i as usize) {
                             answered.push(s.feedback_key);
                         }
                     }
