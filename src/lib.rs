@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod model;
 pub mod node;
 pub mod population;
+mod prefetch;
 pub mod profile;
 pub mod record;
 pub mod serve;

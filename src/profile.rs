@@ -691,6 +691,15 @@ impl UserProfile {
         std::ptr::with_exposed_provenance_mut(a as usize)
     }
 
+    /// Asks for the cache lines of the profile's block, so that the
+    /// header, tags and counts arrive together instead of one miss at a
+    /// time. Four lines cover a typical block (about 130 bytes, which may
+    /// start anywhere in a line) and most larger ones.
+    #[inline]
+    pub(crate) fn prefetch(&self) {
+        crate::prefetch::lines(self.body() as usize, 4);
+    }
+
     fn is_shared_empty(&self) -> bool {
         std::ptr::eq(self.body(), &EMPTY)
     }
