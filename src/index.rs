@@ -297,6 +297,14 @@ impl DeviceTable {
             Self::Wide(t) => Slots::of(t),
         }
     }
+
+    /// Asks for the lines a probe for `hash` reads (see [`Slots::prefetch_lookup`]).
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        if let Some(s) = self.slots() {
+            s.prefetch_lookup(hash);
+        }
+    }
 }
 
 /// At least the bytes hashbrown allocates for a table of `T` made with
@@ -435,6 +443,14 @@ impl ProfileTable {
             Self::Wide(t) => Slots::of(t),
         }
     }
+
+    /// Asks for the lines a probe for `hash` reads (see [`Slots::prefetch_lookup`]).
+    #[inline]
+    fn prefetch(&self, hash: u64) {
+        if let Some(s) = self.slots() {
+            s.prefetch_lookup(hash);
+        }
+    }
 }
 
 /// Devices -> users -> profiles.
@@ -506,9 +522,7 @@ impl UserIndex {
         let t = tag(key);
         let h = self.seeds.device(&t);
         let shard = self.devices.read(h);
-        if let Some(s) = shard.slots() {
-            s.prefetch_lookup(h);
-        }
+        shard.prefetch(h);
         shard.get(h, &t)
     }
 
@@ -516,16 +530,18 @@ impl UserIndex {
     fn link_device(&self, key: DeviceKey, user: UserId) -> Option<UserId> {
         let (t, seeds) = (tag(&key), self.seeds);
         let h = seeds.device(&t);
-        self.devices
-            .write(h)
-            .insert(h, t, user, |k| seeds.device(k))
+        let mut shard = self.devices.write(h);
+        shard.prefetch(h);
+        shard.insert(h, t, user, |k| seeds.device(k))
     }
 
     /// Unlinks `key` if it is linked to `user`.
     fn unlink_device_of(&self, key: &DeviceKey, user: UserId) {
         let t = tag(key);
         let h = self.seeds.device(&t);
-        self.devices.write(h).remove_if(h, &t, |u| u == user);
+        let mut shard = self.devices.write(h);
+        shard.prefetch(h);
+        shard.remove_if(h, &t, |u| u == user);
     }
 
     /// Inserts or replaces a profile; returns the one replaced.
@@ -535,6 +551,7 @@ impl UserIndex {
         // counted under the shard lock, so that a concurrent removal of the
         // same user cannot subtract before this adds (the gauge would wrap)
         let mut shard = self.profiles.write(h);
+        shard.prefetch(h);
         let old = shard.insert(h, user, profile, |u| seeds.user(u));
         let removed = old.as_ref().map_or(0, |o| o.heap_bytes() as u64);
         self.profile_heap_bytes
@@ -547,6 +564,7 @@ impl UserIndex {
     fn take_profile(&self, user: UserId) -> Option<UserProfile> {
         let h = self.seeds.user(user);
         let mut shard = self.profiles.write(h);
+        shard.prefetch(h);
         let removed = shard.remove(h, user);
         if let Some(p) = &removed {
             self.profile_heap_bytes
@@ -569,9 +587,7 @@ impl UserIndex {
     pub fn with_profile<R>(&self, user: UserId, f: impl FnOnce(&UserProfile) -> R) -> Option<R> {
         let h = self.seeds.user(user);
         let shard = self.profiles.read(h);
-        if let Some(s) = shard.slots() {
-            s.prefetch_lookup(h);
-        }
+        shard.prefetch(h);
         let profile = shard.get(h, user)?;
         profile.prefetch();
         Some(f(profile))
@@ -658,7 +674,9 @@ impl UserIndex {
     ) -> Option<R> {
         let h = self.seeds.user(user);
         let mut shard = self.profiles.write(h);
+        shard.prefetch(h);
         let p = shard.get_mut(h, user)?;
+        p.prefetch();
         let before = p.heap_bytes() as u64;
         let r = change(p);
         let after = p.heap_bytes() as u64;
