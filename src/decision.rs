@@ -574,17 +574,23 @@ impl DecisionEngine {
                 let mut matches = Vec::with_capacity(hits.len());
                 let mut ranked = false;
                 for &i in hits.iter() {
-                    let Some(s) = strategies.get(i as usize) else {
-                        continue;
-                    };
                     let slots = counts.and_then(|(c, row)| Some((c.slots.get(i as usize)?, row)));
-                    if s.is_plain() {
+                    if let Some(a) = set.plain_answer(i as usize) {
                         if let Some((c, row)) = slots {
                             row.add(c.matched);
                         }
-                        matches.push(plain_match(s));
+                        matches.push(MatchedStrategy {
+                            strategy_id: &*a.id,
+                            target_id: &*a.target_id,
+                            bid_factor: a.bid_factor,
+                            pctr: None,
+                            pcvr: None,
+                        });
                         continue;
                     }
+                    let Some(s) = strategies.get(i as usize) else {
+                        continue;
+                    };
                     let shift = if s.score.is_some() {
                         shifts
                             .get_or_insert_with(|| live.shifts.load())
@@ -1118,16 +1124,6 @@ fn subject_of(user: Option<UserId>, devices: &[DeviceKey]) -> Option<experiment:
             .iter()
             .find(|d| !d.is_doubtful())
             .map(experiment::Subject::Device),
-    }
-}
-
-fn plain_match(s: &Strategy) -> MatchedStrategy<&str> {
-    MatchedStrategy {
-        strategy_id: &s.id,
-        target_id: &s.target_id,
-        bid_factor: s.bid_factor,
-        pctr: None,
-        pcvr: None,
     }
 }
 

@@ -231,6 +231,21 @@ impl Strategy {
     }
 }
 
+/// What a match of a plain strategy answers (see [`Strategy::is_plain`]).
+///
+/// Kept apart from the strategies, in strategy order: a typical user's
+/// twenty matches then read twenty small entries of one array instead of
+/// twenty strategies spread over several cache lines each.
+#[derive(Debug, Clone)]
+pub struct PlainAnswer {
+    /// The strategy's id.
+    pub id: Arc<str>,
+    /// The media-facing id.
+    pub target_id: Arc<str>,
+    /// The bid factor.
+    pub bid_factor: f64,
+}
+
 /// An immutable, compiled set of strategies with its matcher.
 pub struct StrategySet {
     /// The file's version label (or a content hash when it has none).
@@ -242,6 +257,8 @@ pub struct StrategySet {
     /// The cap on a user's exposures over all strategies.
     pub user_cap: Option<FrequencyCap>,
     strategies: Vec<Strategy>,
+    /// Per strategy, its answer when it is plain (see [`Strategy::is_plain`]).
+    plain: Vec<Option<PlainAnswer>>,
     /// Strategies whose answers are counted (their cap, or the user cap,
     /// counts decisions), by index.
     counted: Vec<bool>,
@@ -436,6 +453,16 @@ impl StrategySet {
                     .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions)
             })
             .collect::<Vec<bool>>();
+        let plain = strategies
+            .iter()
+            .map(|s| {
+                s.is_plain().then(|| PlainAnswer {
+                    id: s.id.clone(),
+                    target_id: s.target_id.clone(),
+                    bid_factor: s.bid_factor,
+                })
+            })
+            .collect();
         Ok(Self {
             version,
             cache: file.cache,
@@ -445,6 +472,7 @@ impl StrategySet {
             counts_answers,
             counted,
             strategies,
+            plain,
             by_id,
             by_feedback_key,
             matcher,
@@ -464,6 +492,13 @@ impl StrategySet {
     /// The strategies, in file order.
     pub fn strategies(&self) -> &[Strategy] {
         &self.strategies
+    }
+
+    /// The answer of strategy `i` (by position) when it is plain; `None`
+    /// when it has something to settle or there is no such strategy.
+    #[inline]
+    pub fn plain_answer(&self, i: usize) -> Option<&PlainAnswer> {
+        self.plain.get(i).and_then(Option::as_ref)
     }
 
     /// The position of a strategy id in [`StrategySet::strategies`].
