@@ -17,6 +17,9 @@
 //! advertisers (`strategy::generate::Workload::PerAdvertiser`), so what a
 //! user matches stays a handful however many advertisers there are.
 //!
+//! `--unknown 0.5` makes half the requests for devices the index does not
+//! know (random md5 keys).
+//!
 //! Each recorded time includes two `Instant::now()` reads (about 20-40 ns).
 
 use std::sync::Arc;
@@ -59,6 +62,11 @@ struct Cli {
     /// Distinct devices requested, drawn at random from the population.
     #[arg(long, default_value_t = 1 << 16)]
     devices: usize,
+    /// Share of requests (0 to 1) for devices the index does not know, as
+    /// when the media sends all its traffic: they resolve to no user and
+    /// are answered by the strategies that take unknown devices.
+    #[arg(long, default_value_t = 0.0)]
+    unknown: f64,
     /// What the generated strategies draw on (ignored with `--strategies 0`).
     #[arg(long, value_enum, default_value_t = StrategyWorkload::Shared)]
     workload: StrategyWorkload,
@@ -75,6 +83,10 @@ enum StrategyWorkload {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&cli.unknown),
+        "--unknown is a share between 0 and 1"
+    );
     let _ = rta_engine::telemetry::prometheus();
     let per_advertiser = cli.strategies > 0 && cli.workload == StrategyWorkload::PerAdvertiser;
     let taxonomy = if per_advertiser {
@@ -129,7 +141,7 @@ fn main() -> Result<()> {
     } else {
         generate::strategy_set(&taxonomy, 7, cli.strategies)?
     };
-    let engine = Arc::new(DecisionEngine::new(index, set, Clock::Fixed(today)));
+    let engine = Arc::new(DecisionEngine::new(index.clone(), set, Clock::Fixed(today)));
     let mut rng = Pcg64Mcg::seed_from_u64(0xbe4c_0003);
     let mut devices = Vec::with_capacity(cli.devices);
     for _ in 0..cli.devices {
@@ -142,6 +154,19 @@ fn main() -> Result<()> {
         let imei = format!("86{:013}", user % 10_000_000_000_000);
         let android = DeviceKey::from_raw(DeviceIdKind::Imei, &imei).is_ok_and(|k| k == first);
         devices.push((first, if android { Os::Android } else { Os::Ios }));
+    }
+    for d in devices.iter_mut() {
+        if rng.random_bool(cli.unknown) {
+            // a random md5 key: known to the index with odds of about 2^-96
+            let key = DeviceKey::from_md5_hex(&format!("{:032x}", rng.random::<u128>()))?;
+            anyhow::ensure!(index.resolve(&[key]).is_none(), "a random key is known");
+            let os = if rng.random_bool(0.5) {
+                Os::Android
+            } else {
+                Os::Ios
+            };
+            *d = (key, os);
+        }
     }
     let devices = Arc::new(devices);
     let run = |engine: Arc<DecisionEngine>,

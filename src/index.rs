@@ -1057,7 +1057,9 @@ impl Slots {
             .ctrl
             .wrapping_sub(bucket.wrapping_add(slots).wrapping_mul(self.size));
         let first = low & !(prefetch::LINE - 1);
-        prefetch::lines(first, (high.wrapping_sub(first)) / prefetch::LINE + 1);
+        // at most 4 (8 slots of 24 bytes), whatever the arithmetic gave
+        let lines = (high.wrapping_sub(first) / prefetch::LINE + 1).min(4);
+        prefetch::lines(first, lines);
     }
 }
 

@@ -237,13 +237,13 @@ impl Strategy {
 /// twenty matches then read twenty small entries of one array instead of
 /// twenty strategies spread over several cache lines each.
 #[derive(Debug, Clone)]
-pub struct PlainAnswer {
+pub(crate) struct PlainAnswer {
     /// The strategy's id.
-    pub id: Arc<str>,
+    pub(crate) id: Arc<str>,
     /// The media-facing id.
-    pub target_id: Arc<str>,
+    pub(crate) target_id: Arc<str>,
     /// The bid factor.
-    pub bid_factor: f64,
+    pub(crate) bid_factor: f64,
 }
 
 /// An immutable, compiled set of strategies with its matcher.
@@ -497,7 +497,7 @@ impl StrategySet {
     /// The answer of strategy `i` (by position) when it is plain; `None`
     /// when it has something to settle or there is no such strategy.
     #[inline]
-    pub fn plain_answer(&self, i: usize) -> Option<&PlainAnswer> {
+    pub(crate) fn plain_answer(&self, i: usize) -> Option<&PlainAnswer> {
         self.plain.get(i).and_then(Option::as_ref)
     }
 
