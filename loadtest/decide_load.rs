@@ -1,11 +1,12 @@
 //! `rta-load`: a load generator for `Decide`, over gRPC (`rta.v1.RtaService`)
 //! or the Tencent endpoint (`POST /rta/tencent`, protobuf over HTTP/1.1).
 //!
-//! * **Open loop** (`--rate N`): a pacer thread schedules requests at fixed
-//!   intervals, and latency is measured from each request's *scheduled* send
-//!   time, so a stalled server is charged for the requests it made wait
-//!   (coordinated omission corrected, as in wrk2). At most `--concurrency`
-//!   requests are in flight; the rest queue, and their wait counts.
+//! * **Open loop** (`--rate N`): a pacer releases requests at fixed intervals,
+//!   and latency is measured from each request's *scheduled* send time, so a
+//!   stalled server is charged for the requests it made wait (coordinated
+//!   omission corrected, as in wrk2). At most `--concurrency` requests are in
+//!   flight; the rest queue, and their wait counts. The pacer busy-polls
+//!   (`--pacer spin`, one core) or sleeps between ticks (`--pacer sleep`).
 //! * **Closed loop** (`--rate 0` or `--closed`): `--concurrency` workers each send
 //!   as fast as answers come back; this finds the saturation rate.
 //!
@@ -84,10 +85,14 @@ struct Args {
     /// Measured seconds, after the warm-up.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Open loop: how the pacer waits for the next scheduled request.
+    #[arg(long, value_enum, default_value_t = Pacer::Spin)]
+    pacer: Pacer,
     /// Open loop: the pacer releases requests in batches at most this often
-    /// (µs); lateness it adds is charged to the reported latency.
-    #[arg(long, default_value_t = 100)]
-    tick_us: u64,
+    /// (µs); lateness it adds is charged to the reported latency. Default: 0
+    /// (each request when due) with `--pacer spin`, 100 with `--pacer sleep`.
+    #[arg(long)]
+    tick_us: Option<u64>,
     /// Seconds of load before measuring (not counted).
     #[arg(long, default_value_t = 2.0)]
     warmup: f64,
@@ -130,7 +135,31 @@ enum Target {
     Tencent,
 }
 
+/// How the open loop's pacer waits between scheduled requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Pacer {
+    /// A task on the generator's own runtime that polls the clock between
+    /// its other tasks and never sleeps: each request leaves when due, and
+    /// nothing wakes a thread per request, at the price of one busy core.
+    Spin,
+    /// A thread that sleeps until the next tick and hands the runtime each
+    /// tick's requests in one batch: leaves the core idle between ticks,
+    /// but its wake-ups cost CPU and its sleeps overshoot on a busy machine,
+    /// lateness the report charges to the server.
+    Sleep,
+}
+
 impl Args {
+    /// The open loop's batching tick.
+    fn tick(&self) -> Duration {
+        let default = match self.pacer {
+            Pacer::Spin => 0,
+            Pacer::Sleep => 100,
+        };
+        Duration::from_micros(self.tick_us.unwrap_or(default))
+    }
+
     fn closed_loop(&self) -> bool {
         self.closed || self.rate <= 0.0
     }
@@ -627,6 +656,19 @@ struct Recorder {
 }
 
 impl Recorder {
+    fn new(window: std::ops::Range<Instant>, deadline: Duration) -> Self {
+        Self {
+            measure_start: window.start,
+            measure_end: window.end,
+            deadline,
+            sent: AtomicU64::new(0),
+            scheduled: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            completed_in_window: AtomicU64::new(0),
+            phases: Mutex::new([Phase::new(), Phase::new()]),
+        }
+    }
+
     fn record(&self, scheduled: Instant, sent: Instant, result: Result<Answer, CallError>) {
         let done = Instant::now();
         self.completed.fetch_add(1, Ordering::Relaxed);
@@ -707,40 +749,42 @@ async fn run(args: &Args, population: Arc<Population>) -> Result<Report> {
     let start = Instant::now();
     let measure_start = start + Duration::from_secs_f64(args.warmup);
     let measure_end = measure_start + Duration::from_secs_f64(args.duration);
-    let recorder = Arc::new(Recorder {
-        measure_start,
-        measure_end,
-        deadline: Duration::from_secs_f64(args.deadline_ms / 1000.0),
-        sent: AtomicU64::new(0),
-        scheduled: AtomicU64::new(0),
-        completed: AtomicU64::new(0),
-        completed_in_window: AtomicU64::new(0),
-        phases: Mutex::new([Phase::new(), Phase::new()]),
-    });
+    let recorder = Arc::new(Recorder::new(
+        measure_start..measure_end,
+        Duration::from_secs_f64(args.deadline_ms / 1000.0),
+    ));
 
     let schedule = if args.closed_loop() {
         Schedule::Closed
     } else {
-        let (batches, mut due_batches) = tokio::sync::mpsc::unbounded_channel();
-        let (rate, rec) = (args.rate, recorder.clone());
-        let tick = Duration::from_micros(args.tick_us);
-        std::thread::Builder::new()
-            .name("rta-load-pacer".into())
-            .spawn(move || pace(rate, tick, start, &rec, &batches))?;
-        // one cross-thread wake per batch: the batch's requests then wake their
-        // workers inside the runtime, and all of them are on the wire before the
-        // connections flush, in one write each (a wake per request from the
-        // pacer thread cost an eventfd write and a socket write per request)
+        let pacing = Pacing::new(args.rate, start, recorder.clone());
         let (due, rx) = async_channel::unbounded();
-        tokio::spawn(async move {
-            while let Some(batch) = due_batches.recv().await {
-                for at in batch {
-                    if due.try_send(at).is_err() {
-                        return;
-                    }
-                }
+        match args.pacer {
+            Pacer::Spin => {
+                tokio::spawn(spin(pacing, args.tick(), due));
             }
-        });
+            Pacer::Sleep => {
+                let (batches, mut due_batches) = tokio::sync::mpsc::unbounded_channel();
+                let tick = args.tick();
+                std::thread::Builder::new()
+                    .name("rta-load-pacer".into())
+                    .spawn(move || sleep_pace(pacing, tick, &batches))?;
+                // one cross-thread wake per batch: the batch's requests then
+                // wake their workers inside the runtime, and all of them are on
+                // the wire before the connections flush, in one write each (a
+                // wake per request from the pacer thread cost an eventfd write
+                // and a socket write per request)
+                tokio::spawn(async move {
+                    while let Some(batch) = due_batches.recv().await {
+                        for at in batch {
+                            if due.try_send(at).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        }
         Schedule::Open(rx)
     };
 
@@ -771,50 +815,96 @@ async fn run(args: &Args, population: Arc<Population>) -> Result<Report> {
     Ok(Report::new(args, &recorder))
 }
 
-/// Sends scheduled times `start + i / rate` into `tx`, a batch per wake-up,
-/// until the measured window ends. A thread with `sleep` rather than a tokio timer: tokio's 1 ms timer
-/// would add up to 1 ms of the generator's own lateness to every latency.
-///
-/// The pacer wakes at most once per `tick` and releases everything due by
-/// then: waking per request would cost the generator a core's worth of
-/// wake-ups at high rates on a small machine. A request released late is
-/// still timed from its scheduled instant, so the coarser tick can only make
-/// the reported latency worse, never better.
-fn pace(
+/// The open loop's schedule: request `i` is due at `start + i / rate`, until
+/// the measured window ends.
+struct Pacing {
     rate: f64,
-    tick: Duration,
     start: Instant,
-    recorder: &Recorder,
+    /// The next request's number.
+    next: u64,
+    recorder: Arc<Recorder>,
+}
+
+impl Pacing {
+    fn new(rate: f64, start: Instant, recorder: Arc<Recorder>) -> Self {
+        Self {
+            rate,
+            start,
+            next: 0,
+            recorder,
+        }
+    }
+
+    /// When the next request is due; `None` once the schedule has ended.
+    fn next_due(&self) -> Option<Instant> {
+        let due = self.start + Duration::from_secs_f64(self.next as f64 / self.rate);
+        (due < self.recorder.measure_end).then_some(due)
+    }
+
+    /// Hands `send` every request due by `now`, in order, counting those
+    /// inside the measured window as scheduled. False once the schedule has
+    /// ended or `send` refused one (nobody takes requests any more).
+    fn release(&mut self, now: Instant, mut send: impl FnMut(Instant) -> bool) -> bool {
+        while let Some(due) = self.next_due() {
+            if due > now {
+                return true;
+            }
+            if !send(due) {
+                return false;
+            }
+            if due >= self.recorder.measure_start {
+                self.recorder.scheduled.fetch_add(1, Ordering::Relaxed);
+            }
+            self.next += 1;
+        }
+        false
+    }
+}
+
+/// The spinning pacer (`--pacer spin`): releases what is due, at most once
+/// per `tick`, then yields to the runtime's other tasks (and its I/O poll)
+/// and looks again. It never parks the runtime, so the thread stays busy.
+async fn spin(mut pacing: Pacing, tick: Duration, due: async_channel::Sender<Instant>) {
+    let mut released: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if released.is_none_or(|at| now >= at + tick) {
+            released = Some(now);
+            if !pacing.release(now, |at| due.try_send(at).is_ok()) {
+                return; // dropping `due` ends the workers once they drain it
+            }
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
+/// The sleeping pacer (`--pacer sleep`): a thread with `sleep` rather than a
+/// tokio timer, whose 1 ms resolution would add up to 1 ms of the
+/// generator's own lateness to every latency. It wakes at most once per
+/// `tick` and sends everything due by then as one batch: waking per request
+/// would cost a core's worth of wake-ups at high rates on a small machine.
+/// A request released late is still timed from its scheduled instant, so
+/// the coarser tick can only make the reported latency worse, never better.
+fn sleep_pace(
+    mut pacing: Pacing,
+    tick: Duration,
     tx: &tokio::sync::mpsc::UnboundedSender<Vec<Instant>>,
 ) {
-    let mut i: u64 = 0;
-    let mut woke = start;
-    loop {
-        let due = start + Duration::from_secs_f64(i as f64 / rate);
-        if due >= recorder.measure_end {
-            return;
-        }
-        let wake = due.max(woke + tick);
+    let mut woke = pacing.start;
+    while let Some(next) = pacing.next_due() {
+        let wake = next.max(woke + tick);
         let now = Instant::now();
         if wake > now {
             std::thread::sleep(wake - now);
         }
         woke = Instant::now();
-        let now = woke;
-        // everything due by now, in one go
         let mut batch = Vec::new();
-        loop {
-            let due = start + Duration::from_secs_f64(i as f64 / rate);
-            if due > now || due >= recorder.measure_end {
-                break;
-            }
-            if due >= recorder.measure_start {
-                recorder.scheduled.fetch_add(1, Ordering::Relaxed);
-            }
-            batch.push(due);
-            i += 1;
-        }
-        if !batch.is_empty() && tx.send(batch).is_err() {
+        let going = pacing.release(woke, |at| {
+            batch.push(at);
+            true
+        });
+        let sent = batch.is_empty() || tx.send(batch).is_ok();
+        if !(going && sent) {
             return;
         }
     }
@@ -927,6 +1017,9 @@ struct Report {
     endpoint: String,
     mode: &'static str,
     target_rate: f64,
+    /// The open loop's pacer and its batching tick (µs).
+    pacer: Option<Pacer>,
+    tick_us: Option<u64>,
     connections: usize,
     concurrency: usize,
     threads: usize,
@@ -975,6 +1068,9 @@ impl Report {
             },
             mode: if args.closed_loop() { "closed" } else { "open" },
             target_rate: if args.closed_loop() { 0.0 } else { args.rate },
+            pacer: (!args.closed_loop()).then_some(args.pacer),
+            tick_us: (!args.closed_loop())
+                .then(|| u64::try_from(args.tick().as_micros()).unwrap_or(u64::MAX)),
             connections: match args.target {
                 Target::Grpc => args.connections.min(args.concurrency),
                 Target::Tencent => args.concurrency,
@@ -1005,8 +1101,11 @@ impl Report {
 
 fn print_report(r: &Report) {
     let mut out = std::io::stdout().lock();
-    let rate = if r.mode == "open" {
-        format!("open loop at {:.0}/s", r.target_rate)
+    let rate = if let (Some(pacer), Some(tick)) = (r.pacer, r.tick_us) {
+        format!(
+            "open loop at {:.0}/s, {pacer:?} pacer, tick {tick} us",
+            r.target_rate
+        )
     } else {
         "closed loop".into()
     };
@@ -1161,13 +1260,53 @@ mod tests {
         running.shutdown().await;
     }
 
+    /// The schedule releases each request once, in order, not before it is
+    /// due, and counts as scheduled only the requests due inside the window.
+    #[test]
+    fn pacing_releases_each_request_when_due_and_counts_the_window() {
+        let start = Instant::now();
+        let ms = Duration::from_millis;
+        // 1 000 per second: due at 0, 1, 2, ... 9 ms; measured from 3 ms on
+        let recorder = Arc::new(Recorder::new(start + ms(3)..start + ms(10), ms(2)));
+        let mut pacing = Pacing::new(1000.0, start, recorder.clone());
+        let mut got = Vec::new();
+        let mut take = |now: Instant, got: &mut Vec<Instant>| {
+            pacing.release(now, |at| {
+                got.push(at);
+                true
+            })
+        };
+        assert!(take(start + Duration::from_micros(2500), &mut got));
+        assert_eq!(got, [start, start + ms(1), start + ms(2)]);
+        assert_eq!(recorder.scheduled.load(Ordering::Relaxed), 0);
+        // nothing new is due yet
+        assert!(take(start + Duration::from_micros(2900), &mut got));
+        assert_eq!(got.len(), 3);
+        // far past the end: the rest, then the schedule says it is over
+        assert!(!take(start + ms(60), &mut got));
+        let expected: Vec<Instant> = (0..10).map(|i| start + ms(i)).collect();
+        assert_eq!(got, expected);
+        assert_eq!(recorder.scheduled.load(Ordering::Relaxed), 7);
+        assert!(pacing.next_due().is_none());
+        // a refused request is not lost: it is released again next time
+        let recorder = Arc::new(Recorder::new(start..start + ms(10), ms(2)));
+        let mut pacing = Pacing::new(1000.0, start, recorder);
+        assert!(!pacing.release(start + ms(5), |_| false));
+        assert_eq!(pacing.next_due(), Some(start));
+    }
+
     /// The whole generator, closed and open loop, against a real node: every
     /// request answered, none an error.
     #[tokio::test]
     async fn closed_and_open_loop_runs_get_every_answer_from_a_real_node() {
         let (running, _) = start().await;
         let addr = format!("http://{}", running.grpc_addr);
-        for mode in [&["--closed"][..], &["--rate", "4000"][..]] {
+        let open = ["--rate", "4000"];
+        for mode in [
+            &["--closed"][..],
+            &[&open[..], &["--pacer", "spin"]].concat(),
+            &[&open[..], &["--pacer", "sleep"]].concat(),
+        ] {
             let mut argv = vec![
                 "rta-load", "--addr", &addr, "--users", "2000", "--seed", "42",
             ];

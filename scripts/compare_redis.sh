@@ -18,8 +18,8 @@
 # Needs: cargo, curl, python3, redis-server, redis-cli, redis-benchmark
 #   (Debian/Ubuntu: apt-get install -y redis-server redis-tools).
 # Settings (environment): USERS=1000000 CONCURRENCY=50 CONNECTIONS=4
-#   LOAD_THREADS=1 ENGINE_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENTS="25 50 80"
-#   DEADLINE_MS=2 TARGET=grpc
+#   LOAD_THREADS=1 ENGINE_THREADS=1 DURATION=10 WARMUP=2 OPEN_PERCENTS="25 50 70 80"
+#   DEADLINE_MS=2 TARGET=grpc PACER=spin
 #   HIT_RATIO=0.9 ZIPF=0 VALUE_SIZE=200 GRPC_PORT=55051 HTTP_PORT=58080
 #   REDIS_PORT=56379 OUT_DIR=target/compare; CARGO_TARGET_DIR is honoured.
 #   ENGINE_CPUS / LOAD_CPUS: CPU lists (taskset -c) for the engine and for the
@@ -28,6 +28,9 @@
 #   TARGET=tencent drives the Tencent endpoint (`POST /rta/tencent`, HTTP/1.1,
 #   one request in flight per connection: CONCURRENCY connections) instead of
 #   gRPC `Decide`.
+#   PACER: the open loop's pacer (`rta-load --pacer`): spin (busy-polls, so
+#   each request leaves when due and the generator takes one core) or sleep
+#   (a thread that sleeps between 100 us ticks).
 #   BUILD=0 uses the binaries already in BIN_DIR (default target/release)
 #   instead of building them (no cargo needed), e.g. on a machine without a
 #   toolchain or network.
@@ -54,9 +57,10 @@ LOAD_THREADS=${LOAD_THREADS:-1}
 ENGINE_THREADS=${ENGINE_THREADS:-1}
 DURATION=${DURATION:-10}
 WARMUP=${WARMUP:-2}
-OPEN_PERCENTS=${OPEN_PERCENTS:-25 50 80}
+OPEN_PERCENTS=${OPEN_PERCENTS:-25 50 70 80}
 DEADLINE_MS=${DEADLINE_MS:-2}
 TARGET=${TARGET:-grpc}
+PACER=${PACER:-spin}
 HIT_RATIO=${HIT_RATIO:-0.9}
 ZIPF=${ZIPF:-0}
 VALUE_SIZE=${VALUE_SIZE:-200}
@@ -72,6 +76,7 @@ BUILD=${BUILD:-1}
 READY_TIMEOUT_S=${READY_TIMEOUT_S:-600}
 
 case "$TARGET" in grpc | tencent) ;; *) printf 'TARGET must be grpc or tencent\n' >&2; exit 2 ;; esac
+case "$PACER" in spin | sleep) ;; *) printf 'PACER must be spin or sleep\n' >&2; exit 2 ;; esac
 
 log() { printf '[compare] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -189,9 +194,9 @@ SATURATION=$(json_get "$OUT_DIR/engine_closed.json" 'round(r["achieved_rate"])')
 ((SATURATION > 0)) || die "saturation rate is 0: see $OUT_DIR/engine_closed.json"
 for percent in $OPEN_PERCENTS; do
     open_rate=$((SATURATION * percent / 100))
-    log "rta-load open loop at $open_rate/s ($percent % of $SATURATION/s)"
+    log "rta-load open loop at $open_rate/s ($percent % of $SATURATION/s, $PACER pacer)"
     engine_cpu "open_$percent" on_cpus "$LOAD_CPUS" "$LOAD" "${load_args[@]}" --rate "$open_rate" \
-        --json "$OUT_DIR/engine_open_$percent.json"
+        --pacer "$PACER" --json "$OUT_DIR/engine_open_$percent.json"
 done
 
 kill "$ENGINE_PID"
@@ -284,6 +289,7 @@ summary = {
     "target": os.environ.get("TARGET", "grpc"),
     "concurrency": closed["concurrency"],
     "engine_threads": int(os.environ.get("ENGINE_THREADS", "1")),
+    "pacer": next((r["pacer"] for r in opened.values()), None),
     "users_or_keys": closed["users"],
     "engine": {
         "saturation_decisions_per_s": closed["achieved_rate"],
