@@ -652,6 +652,8 @@ struct Recorder {
     completed: AtomicU64,
     /// Answers and errors received inside the measured window (achieved rate).
     completed_in_window: AtomicU64,
+    /// The spinning pacer's stalls inside the measured window.
+    stalls: Mutex<Stalls>,
     phases: Mutex<[Phase; 2]>,
 }
 
@@ -665,6 +667,7 @@ impl Recorder {
             scheduled: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             completed_in_window: AtomicU64::new(0),
+            stalls: Mutex::new(Stalls::default()),
             phases: Mutex::new([Phase::new(), Phase::new()]),
         }
     }
@@ -861,13 +864,49 @@ impl Pacing {
     }
 }
 
+/// Gaps in the spinning pacer's look at the clock longer than [`Self::OVER`].
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+struct Stalls {
+    count: u64,
+    total_us: u64,
+    longest_us: u64,
+}
+
+impl Stalls {
+    /// A gap longer than this is a stall: the pacer looks every few µs.
+    const OVER: Duration = Duration::from_millis(1);
+
+    fn add(&mut self, gap: Duration) {
+        if gap > Self::OVER {
+            let us = micros(gap);
+            self.count += 1;
+            self.total_us += us;
+            self.longest_us = self.longest_us.max(us);
+        }
+    }
+}
+
 /// The spinning pacer (`--pacer spin`): releases what is due, at most once
 /// per `tick`, then yields to the runtime's other tasks (and its I/O poll)
 /// and looks again. It never parks the runtime, so the thread stays busy.
+/// Long gaps between its looks are recorded as stalls.
 async fn spin(mut pacing: Pacing, tick: Duration, due: async_channel::Sender<Instant>) {
     let mut released: Option<Instant> = None;
+    let mut looked = pacing.start;
     loop {
         let now = Instant::now();
+        if (pacing.recorder.measure_start..pacing.recorder.measure_end).contains(&looked) {
+            let gap = now.duration_since(looked);
+            if gap > Stalls::OVER {
+                let mut stalls = pacing
+                    .recorder
+                    .stalls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                stalls.add(gap);
+            }
+        }
+        looked = now;
         if released.is_none_or(|at| now >= at + tick) {
             released = Some(now);
             if !pacing.release(now, |at| due.try_send(at).is_ok()) {
@@ -1048,6 +1087,11 @@ struct Report {
     service_us: Percentiles,
     /// The server's own decision time (gRPC `processing_time_us`).
     server_us: Option<Percentiles>,
+    /// Times the spinning pacer did not get to look at the clock for more
+    /// than [`Stalls::OVER`]: the generator's thread was not running (another
+    /// task had the core) or its runtime was busy. Requests due meanwhile
+    /// left late, and that lateness is in `latency_us`.
+    pacer_stalls: Option<Stalls>,
 }
 
 impl Report {
@@ -1095,6 +1139,12 @@ impl Report {
             latency_us: Percentiles::of(&m.latency),
             service_us: Percentiles::of(&m.service),
             server_us: (!m.server.is_empty()).then(|| Percentiles::of(&m.server)),
+            pacer_stalls: (!args.closed_loop() && args.pacer == Pacer::Spin).then(|| {
+                *recorder
+                    .stalls
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+            }),
         }
     }
 }
@@ -1103,8 +1153,9 @@ fn print_report(r: &Report) {
     let mut out = std::io::stdout().lock();
     let rate = if let (Some(pacer), Some(tick)) = (r.pacer, r.tick_us) {
         format!(
-            "open loop at {:.0}/s, {pacer:?} pacer, tick {tick} us",
-            r.target_rate
+            "open loop at {:.0}/s, {} pacer, tick {tick} us",
+            r.target_rate,
+            format!("{pacer:?}").to_lowercase()
         )
     } else {
         "closed loop".into()
@@ -1132,6 +1183,16 @@ fn print_report(r: &Report) {
     let _ = writeln!(out, "{}", line("service", &r.service_us));
     if let Some(s) = &r.server_us {
         let _ = writeln!(out, "{}", line("server", s));
+    }
+    if let Some(s) = &r.pacer_stalls {
+        let _ = writeln!(
+            out,
+            "  pacer    stalls over {} ms: {}  total {:.1} ms  longest {:.1} ms",
+            Stalls::OVER.as_millis(),
+            s.count,
+            s.total_us as f64 / 1000.0,
+            s.longest_us as f64 / 1000.0
+        );
     }
 }
 
@@ -1295,6 +1356,21 @@ mod tests {
         assert_eq!(pacing.next_due(), Some(start));
     }
 
+    #[test]
+    fn only_gaps_over_a_millisecond_are_stalls() {
+        let mut stalls = Stalls::default();
+        stalls.add(Duration::from_micros(10));
+        stalls.add(Stalls::OVER);
+        assert_eq!(stalls.count, 0);
+        stalls.add(Duration::from_micros(1500));
+        stalls.add(Duration::from_millis(4));
+        stalls.add(Duration::from_micros(1001));
+        assert_eq!(
+            (stalls.count, stalls.total_us, stalls.longest_us),
+            (3, 6501, 4000)
+        );
+    }
+
     /// The whole generator, closed and open loop, against a real node: every
     /// request answered, none an error.
     #[tokio::test]
@@ -1319,6 +1395,12 @@ mod tests {
             assert!(report.ok > 0 && report.take > 0, "{mode:?}");
             assert_eq!(report.unfinished, 0, "{mode:?}");
             assert!(report.server_us.is_some(), "{mode:?}");
+            // stalls are the spinning pacer's own measure
+            assert_eq!(
+                report.pacer_stalls.is_some(),
+                mode.contains(&"spin"),
+                "{mode:?}"
+            );
         }
         running.shutdown().await;
     }

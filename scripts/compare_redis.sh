@@ -304,6 +304,7 @@ summary = {
                 "p99_us": r["latency_us"]["p99"],
                 "p99_from_send_us": r["service_us"]["p99"],
                 "late": r["late"],
+                "pacer_stalls": r.get("pacer_stalls"),
                 "cpu_us_per_request": cpu_per_request_us(f"open_{p}", r),
                 "errors": r["errors"],
             }
@@ -332,15 +333,19 @@ with open(os.path.join(out, "summary.json"), "w") as f:
 
 e = summary["engine"]
 api = "gRPC Decide" if summary["target"] == "grpc" else "Tencent endpoint"
-rows = [(f"rta-engine {api}, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}', e["closed_loop_cpu_us_per_request"])]
+def stalls(o):
+    s = o.get("pacer_stalls")
+    return f'{s["count"]} / {s["longest_us"] / 1000:.1f} ms' if s else ""
+
+rows = [(f"rta-engine {api}, closed loop", f'{e["saturation_decisions_per_s"]:,.0f}', f'{closed["latency_us"]["p50"]:,.0f}', f'{e["closed_loop_p99_us"]:,.0f}', e["closed_loop_cpu_us_per_request"], "")]
 for o in e["open_loop"]:
-    rows.append((f'  open loop at {o["rate"]:,.0f}/s ({o["percent_of_saturation"]} %)', f'{o["achieved_per_s"]:,.0f}', f'{o["p99_us"]:,.0f}', o["cpu_us_per_request"]))
+    rows.append((f'  open loop at {o["rate"]:,.0f}/s ({o["percent_of_saturation"]} %)', f'{o["achieved_per_s"]:,.0f}', f'{o["p50_us"]:,.0f}', f'{o["p99_us"]:,.0f}', o["cpu_us_per_request"], stalls(o)))
 if get:
-    rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f"{redis_p99_us:,.0f}", ""))
+    rows.append(("redis GET, closed loop (redis-benchmark)", f"{redis_rps:,.0f}", f'{float(get["p50_latency_ms"]) * 1000:,.0f}', f"{redis_p99_us:,.0f}", "", ""))
 print(f'\n{summary["machine"]["cpus"]} CPUs ({summary["machine"]["cpu"]}), {summary["concurrency"]} requests in flight, {summary["users_or_keys"]:,} users / keys')
-print(f'{"":44} {"per s":>10} {"p99 us":>8} {"engine CPU us/req":>18}')
-for name, rate, p99, cpu in rows:
-    print(f"{name:44} {rate:>10} {p99:>8} {cpu if cpu is not None else '':>18}")
+print(f'{"":44} {"per s":>10} {"p50 us":>8} {"p99 us":>8} {"engine CPU us/req":>18} {"pacer stalls > 1 ms / longest":>30}')
+for name, rate, p50, p99, cpu, stall in rows:
+    print(f"{name:44} {rate:>10} {p50:>8} {p99:>8} {cpu if cpu is not None else '':>18} {stall:>30}")
 if get:
     print(f'ratio: {summary["ratio_decisions_to_gets"]:.2f} full decisions per Redis GET')
 print(f"results: {os.path.join(out, 'summary.json')}")
