@@ -1371,6 +1371,41 @@ mod tests {
         );
     }
 
+    /// The spinning pacer never parks its worker: on a multi-thread runtime
+    /// (`--threads` > 1) the other workers still carry the requests, and the
+    /// run ends when the schedule does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_spinning_pacer_runs_on_a_multi_thread_runtime() {
+        let (running, _) = start().await;
+        let addr = format!("http://{}", running.grpc_addr);
+        let args = Args::parse_from([
+            "rta-load",
+            "--addr",
+            &addr,
+            "--users",
+            "2000",
+            "--seed",
+            "42",
+            "--duration",
+            "0.3",
+            "--warmup",
+            "0.1",
+            "--concurrency",
+            "8",
+            "--rate",
+            "4000",
+            "--threads",
+            "2",
+        ]);
+        let population = Arc::new(Population::generate(&args).unwrap());
+        let report = run(&args, population).await.unwrap();
+        assert_eq!(report.errors, 0, "{:?}", report.errors_by_kind);
+        assert_eq!(report.unfinished, 0);
+        assert!(report.scheduled > 0);
+        assert_eq!(report.ok, report.scheduled);
+        running.shutdown().await;
+    }
+
     /// The whole generator, closed and open loop, against a real node: every
     /// request answered, none an error.
     #[tokio::test]
