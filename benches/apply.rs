@@ -21,11 +21,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prost::Message;
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserId;
 use rta_engine::ingest::apply::{ApplyContext, apply};
 use rta_engine::ingest::event::{DecodeContext, Format, TopicKind, decode};
 use rta_engine::ingest::pb;
-use rta_engine::taxonomy::Taxonomy;
 
 /// New users applied between two clean-ups of the `new_user` case.
 const BATCH: u64 = 4_096;

@@ -31,13 +31,15 @@ use std::slice;
 use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rta_engine::blacklist::{BlacklistConfig, Listed, Reason};
+use rta_engine::decision::blacklist::{BlacklistConfig, Listed, Reason};
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
-use rta_engine::ids::DeviceKey;
-use rta_engine::model::CalibrationConfig;
-use rta_engine::profile::{UserVector, model_tag};
-use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet, generate};
-use rta_engine::taxonomy::Taxonomy;
+use rta_engine::demo::DEMO_STRATEGIES;
+use rta_engine::domain::ids::DeviceKey;
+use rta_engine::domain::os::Os;
+use rta_engine::domain::taxonomy::Taxonomy;
+use rta_engine::index::profile::{UserVector, model_tag};
+use rta_engine::strategy::score::CalibrationConfig;
+use rta_engine::strategy::{StrategySet, generate};
 use rta_engine::telemetry;
 
 /// Users searched for a matching and a non-matching device.

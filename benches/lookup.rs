@@ -17,8 +17,8 @@ use std::hint::black_box;
 use std::slice;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use rta_engine::ids::DeviceKey;
-use rta_engine::taxonomy::Taxonomy;
+use rta_engine::domain::ids::DeviceKey;
+use rta_engine::domain::taxonomy::Taxonomy;
 
 fn lookup(c: &mut Criterion) {
     let taxonomy = Taxonomy::default_taxonomy();

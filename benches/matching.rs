@@ -39,10 +39,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use rta_engine::profile::UserProfile;
+use rta_engine::domain::taxonomy::Taxonomy;
+use rta_engine::index::profile::UserProfile;
 use rta_engine::strategy::generate::{self, GeneratedStrategy, StrategyGenerator, Workload};
 use rta_engine::strategy::{EvalContext, LinearMatcher, Matcher, Os, StrategySet};
-use rta_engine::taxonomy::Taxonomy;
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 /// Users searched for the matching / typical / quiet examples.

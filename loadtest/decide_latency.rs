@@ -31,13 +31,15 @@ use hdrhistogram::Histogram;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
-use rta_engine::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::demo::DEMO_STRATEGIES;
+use rta_engine::demo::population;
+use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::os::Os;
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
-use rta_engine::population;
-use rta_engine::profile::{UserProfile, day_of};
+use rta_engine::index::profile::{UserProfile, day_of};
 use rta_engine::strategy::generate::{StrategyGenerator, Workload};
-use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet, generate};
-use rta_engine::taxonomy::Taxonomy;
+use rta_engine::strategy::{StrategySet, generate};
 
 /// The server's allocator (`rta-engine`'s), so that what this measures
 /// allocates as the server does.

@@ -42,11 +42,11 @@ use serde::Serialize;
 use tokio::net::TcpStream;
 use tonic::codegen::http;
 
-use rta_engine::ids::{DeviceIdKind, DeviceKey};
-use rta_engine::population;
+use rta_engine::demo::population;
+use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::serve::pb;
 use rta_engine::serve::tencent::{self, pb as tpb};
-use rta_engine::taxonomy::Taxonomy;
 
 /// The generator's allocator: it shares the machine with the server, and
 /// its per-call allocations (HTTP/2 frames, messages) cost less on mimalloc.
@@ -1201,9 +1201,10 @@ mod tests {
     use std::net::SocketAddr;
 
     use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
+    use rta_engine::demo::DEMO_STRATEGIES;
+    use rta_engine::domain::os::Os;
     use rta_engine::index::UserIndex;
-    use rta_engine::node::{self, Node, Running, ServeOptions, StrategySource};
-    use rta_engine::strategy::{DEMO_STRATEGIES, Os};
+    use rta_engine::serve::node::{self, Node, Running, ServeOptions, StrategySource};
 
     use super::*;
 

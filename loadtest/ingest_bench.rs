@@ -23,18 +23,20 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
-use rta_engine::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::demo::DEMO_STRATEGIES;
+use rta_engine::demo::population;
+use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::os::Os;
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
+use rta_engine::index::profile::day_of;
+use rta_engine::index::snapshot;
 use rta_engine::ingest::event::{Format, TopicKind};
 use rta_engine::ingest::kafka::{
     self, DeadLetterConfig, IngestSetup, KafkaConfig, RetentionConfig, TopicConfig,
 };
 use rta_engine::ingest::pb;
-use rta_engine::population;
-use rta_engine::profile::day_of;
-use rta_engine::snapshot;
-use rta_engine::strategy::{DEMO_STRATEGIES, Os, StrategySet};
-use rta_engine::taxonomy::Taxonomy;
+use rta_engine::strategy::StrategySet;
 
 /// The server's allocator (`rta-engine`'s), so that what this measures
 /// allocates as the server does.

@@ -39,19 +39,19 @@ use rand_pcg::Pcg64Mcg;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
-use rta_engine::blacklist::{BlacklistConfig, Listed};
+use rta_engine::decision::blacklist::{BlacklistConfig, Listed};
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
-use rta_engine::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
+use rta_engine::index::profile::{ProfileBuilder, UserVector, model_tag};
 use rta_engine::ingest::event::{Format, TopicKind};
 use rta_engine::ingest::kafka::{
     self, DeadLetterConfig, IngestSetup, KafkaConfig, RetentionConfig, TopicConfig,
 };
 use rta_engine::ingest::pb;
-use rta_engine::model::{CalibrationConfig, sigmoid};
-use rta_engine::profile::{ProfileBuilder, UserVector, model_tag};
+use rta_engine::strategy::score::{CalibrationConfig, sigmoid};
 use rta_engine::strategy::{Os, StrategySet};
-use rta_engine::taxonomy::Taxonomy;
 
 /// The server's allocator (`rta-engine`'s), so that what this measures
 /// allocates as the server does.

@@ -9,17 +9,18 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 
-use rta_engine::config::Config;
+use rta_engine::app::config::Config;
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
-use rta_engine::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::demo::DEMO_STRATEGIES;
+use rta_engine::demo::population;
+use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::os::Os;
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
+use rta_engine::index::record::UserRecord;
 use rta_engine::ingest::kafka::{self, IngestSetup};
-use rta_engine::node::{self, Node, ServeOptions, StrategySource};
-use rta_engine::population;
-use rta_engine::record::UserRecord;
+use rta_engine::serve::node::{self, Node, ServeOptions, StrategySource};
 use rta_engine::serve::{pb, runtime};
-use rta_engine::strategy::{DEMO_STRATEGIES, Os};
-use rta_engine::taxonomy::Taxonomy;
 use rta_engine::telemetry;
 
 /// The process's allocator: the request path's HTTP/2 and gRPC framing
@@ -234,14 +235,14 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
     let (restoring_users, restoring_devices) = cfg
         .snapshot
         .as_ref()
-        .and_then(|s| rta_engine::snapshot::newest_counts(&s.dir))
+        .and_then(|s| rta_engine::index::snapshot::newest_counts(&s.dir))
         .unwrap_or((0, 0));
     let sized_for = cfg.users.generate.max(cfg.users.expected);
     let expected_devices = (sized_for as f64 * population::DEVICES_PER_USER) as u64;
     let index = Arc::new(UserIndex::with_capacities(
         sized_for
             .max(restoring_users)
-            .min(rta_engine::config::MAX_EXPECTED_USERS) as usize,
+            .min(rta_engine::app::config::MAX_EXPECTED_USERS) as usize,
         expected_devices.max(restoring_devices).min(1 << 32) as usize,
     ));
     if cfg.users.generate > 0 {
@@ -272,12 +273,12 @@ async fn run(cfg: Config, demo: bool) -> Result<()> {
         );
     }
 
-    let mut start_offsets = rta_engine::snapshot::Offsets::new();
+    let mut start_offsets = rta_engine::index::snapshot::Offsets::new();
     if let Some(snap) = &cfg.snapshot {
         let started = Instant::now();
         let (idx, dir) = (index.clone(), snap.dir.clone());
         let restored = tokio::task::spawn_blocking(move || {
-            rta_engine::snapshot::restore_newest(&dir, &idx, |n| {
+            rta_engine::index::snapshot::restore_newest(&dir, &idx, |n| {
                 eprintln!("restoring snapshot: {n} users ...")
             })
         })
@@ -649,7 +650,7 @@ fn gen_users(users: u64, seed: u64, out: &str) -> Result<()> {
 /// blacklist purged of expired entries and its gauge current.
 fn spawn_feedback_loop(
     engine: Arc<DecisionEngine>,
-    cfg: &rta_engine::model::CalibrationConfig,
+    cfg: &rta_engine::strategy::score::CalibrationConfig,
     blacklist_file: Option<std::path::PathBuf>,
 ) {
     let every = Duration::from_secs(cfg.interval_seconds.max(1));

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use rta_engine::node::StrategySource;
+use rta_engine::serve::node::StrategySource;
 use rta_engine::serve::pb;
 
 const STRATEGY_A: &str = r#"

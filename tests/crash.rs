@@ -12,14 +12,14 @@ use prost::Message;
 use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
+use rta_engine::index::profile::day_of;
+use rta_engine::index::record::UserRecord;
+use rta_engine::index::snapshot;
 use rta_engine::ingest::apply::{ApplyContext, apply};
 use rta_engine::ingest::event::{DecodeContext, Format, TopicKind, decode};
 use rta_engine::ingest::pb;
-use rta_engine::profile::day_of;
-use rta_engine::record::UserRecord;
-use rta_engine::snapshot;
-use rta_engine::taxonomy::Taxonomy;
 
 const TOPICS: [(&str, TopicKind); 3] = [
     ("c.tags", TopicKind::Tags),

@@ -12,15 +12,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use rdkafka::mocking::MockCluster;
 use rta_engine::decision::Clock;
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
 use rta_engine::ingest::event::{Format, TopicKind};
 use rta_engine::ingest::kafka::{
     self, DeadLetterConfig, IngestSetup, KafkaConfig, KafkaIngest, RetentionConfig, TopicConfig,
 };
 use rta_engine::ingest::pb;
-use rta_engine::node::StrategySource;
+use rta_engine::serve::node::StrategySource;
 use rta_engine::serve::pb as api;
-use rta_engine::taxonomy::Taxonomy;
 
 const TAGS: &str = "fb.tags";
 const VECTORS: &str = "fb.vectors";
@@ -329,7 +329,7 @@ async fn vectors_feedback_and_control_events_from_kafka_change_the_answers() {
         .into_iter()
         .map(|e| (e.listed, e.reason))
         .collect::<Vec<_>>();
-    use rta_engine::blacklist::{Listed, Reason};
+    use rta_engine::decision::blacklist::{Listed, Reason};
     assert!(
         listed.contains(&(Listed::User(302), Reason::MediaFraud)),
         "{listed:?}"

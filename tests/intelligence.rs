@@ -10,9 +10,9 @@ use std::sync::Arc;
 
 use common::*;
 use rta_engine::decision::Clock;
-use rta_engine::node::StrategySource;
+use rta_engine::domain::taxonomy::Taxonomy;
+use rta_engine::serve::node::StrategySource;
 use rta_engine::serve::pb;
-use rta_engine::taxonomy::Taxonomy;
 use serde_json::Value;
 
 use pb::DeviceIdType as T;

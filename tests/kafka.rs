@@ -9,16 +9,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use prost::Message;
 use rdkafka::mocking::MockCluster;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
+use rta_engine::index::profile::{Action, ItemKey, Scope, day_of};
+use rta_engine::index::snapshot::{self, Offsets};
 use rta_engine::ingest::event::{Format, TopicKind};
 use rta_engine::ingest::kafka::{
     self, DeadLetterConfig, IngestSetup, KafkaConfig, KafkaIngest, RetentionConfig, SnapshotConfig,
     TopicConfig,
 };
 use rta_engine::ingest::pb;
-use rta_engine::profile::{Action, ItemKey, Scope, day_of};
-use rta_engine::snapshot::{self, Offsets};
-use rta_engine::taxonomy::Taxonomy;
 
 const TAGS: &str = "rta.tags";
 const BEHAVIOUR: &str = "rta.behaviour";
@@ -128,9 +128,9 @@ fn carts(index: &UserIndex, user: u64) -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_from_kafka_reach_decide_through_grpc() {
     use rta_engine::decision::Clock;
-    use rta_engine::node::StrategySource;
+    use rta_engine::demo::DEMO_STRATEGIES;
+    use rta_engine::serve::node::StrategySource;
     use rta_engine::serve::pb as api;
-    use rta_engine::strategy::DEMO_STRATEGIES;
 
     let mock = cluster();
     let brokers = mock.bootstrap_servers();

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use common::*;
 use prost::Message;
-use rta_engine::config::{FactorField, FailMode, TencentConfig};
 use rta_engine::serve::tencent::{self, code, pb};
+use rta_engine::serve::tencent::{FactorField, FailMode, TencentConfig};
 use tokio::net::TcpStream;
 
 use pb::rta_request::Device;

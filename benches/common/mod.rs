@@ -9,12 +9,12 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
-use rta_engine::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::demo::population;
+use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
+use rta_engine::domain::taxonomy::Taxonomy;
+use rta_engine::index::profile::{Day, UserProfile, day_of};
 use rta_engine::index::{UserId, UserIndex};
-use rta_engine::population;
-use rta_engine::profile::{Day, UserProfile, day_of};
 use rta_engine::strategy::Os;
-use rta_engine::taxonomy::Taxonomy;
 
 /// Population seed: the demo's default, so figures match `rta-engine demo`.
 pub const SEED: u64 = 42;

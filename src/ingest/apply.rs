@@ -8,7 +8,7 @@ use super::event::{
     BehaviourEvent, Event, FeedbackEvent, IdentityEvent, SkipReason, Subject, TagsEvent,
 };
 use crate::index::UserIndex;
-use crate::profile::{
+use crate::index::profile::{
     Action, BehaviourCount, Day, FourA, ItemKey, ProfileBuilder, StateField, day_of,
 };
 
@@ -48,7 +48,7 @@ fn vector(
     let in_place = index.update_in_place(e.user, |p| {
         p.set_vector(&e.vector)?;
         p.touch(ctx.today);
-        Ok::<(), crate::profile::ProfileError>(())
+        Ok::<(), crate::index::profile::ProfileError>(())
     });
     if let Some(r) = in_place {
         return r.map_err(SkipReason::from);
@@ -121,7 +121,7 @@ fn behaviour(index: &UserIndex, e: &BehaviourEvent, ctx: &ApplyContext) -> Resul
     let in_place = index.update_in_place(e.user, |p| {
         for item in e.items.iter().flatten() {
             p.add_count(*item, e.action, day, 1)?;
-            if item.scope() != crate::profile::Scope::Sku {
+            if item.scope() != crate::index::profile::Scope::Sku {
                 let st = p.item_state(*item).unwrap_or_default();
                 let current = FourA::ALL[usize::from(st.get(StateField::FourA)).min(4)];
                 let next = next_four_a(current, e.action);
@@ -131,7 +131,7 @@ fn behaviour(index: &UserIndex, e: &BehaviourEvent, ctx: &ApplyContext) -> Resul
             }
         }
         p.touch(ctx.today);
-        Ok::<(), crate::profile::ProfileError>(())
+        Ok::<(), crate::index::profile::ProfileError>(())
     });
     if let Some(r) = in_place {
         return r.map_err(SkipReason::from);
@@ -145,7 +145,7 @@ fn behaviour(index: &UserIndex, e: &BehaviourEvent, ctx: &ApplyContext) -> Resul
                 day,
                 count: 1,
             });
-            if item.scope() != crate::profile::Scope::Sku {
+            if item.scope() != crate::index::profile::Scope::Sku {
                 move_four_a(b, *item, e.action);
             }
         }
@@ -210,8 +210,8 @@ fn identity(index: &UserIndex, e: &IdentityEvent) -> Result<(), SkipReason> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ids::DeviceKey;
-    use crate::profile::Scope;
+    use crate::domain::ids::DeviceKey;
+    use crate::index::profile::Scope;
 
     const DAY_MS: i64 = 86_400_000;
     // 2026-11-23T04:00:00Z, day 2518 in UTC
@@ -269,7 +269,7 @@ mod tests {
     #[test]
     fn an_older_tag_version_never_overwrites_a_newer_one() {
         let idx = UserIndex::default();
-        let t = crate::taxonomy::Taxonomy::default_taxonomy();
+        let t = crate::domain::taxonomy::Taxonomy::default_taxonomy();
         let g = |v: &str| t.code("target_group", v).unwrap();
         let tg = t.system("target_group").unwrap();
         let update = |version, value| {

@@ -8,11 +8,12 @@ use prost::Message;
 use serde::Deserialize;
 
 use super::pb;
-use crate::blacklist::{Listed, Reason};
-use crate::ids::{DeviceIdKind, DeviceKey};
+use crate::decision::blacklist::{Listed, Reason};
+pub use crate::decision::observer::{ControlEvent, FeedbackEvent, Subject};
+use crate::domain::ids::{DeviceIdKind, DeviceKey};
+use crate::domain::taxonomy::{TagCode, Taxonomy};
 use crate::index::UserId;
-use crate::profile::{Action, Attr, ItemKey, Scope, StateField, UserVector, model_tag};
-use crate::taxonomy::{TagCode, Taxonomy};
+use crate::index::profile::{Action, Attr, ItemKey, Scope, StateField, UserVector, model_tag};
 
 /// What a topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -180,12 +181,12 @@ impl SkipReason {
     }
 }
 
-impl From<crate::profile::ProfileError> for SkipReason {
-    fn from(e: crate::profile::ProfileError) -> Self {
+impl From<crate::index::profile::ProfileError> for SkipReason {
+    fn from(e: crate::index::profile::ProfileError) -> Self {
         match e {
-            crate::profile::ProfileError::ItemIdTooLarge(_) => Self::BadValue,
-            crate::profile::ProfileError::TooMany(_) => Self::ProfileFull,
-            crate::profile::ProfileError::NotFinite => Self::BadValue,
+            crate::index::profile::ProfileError::ItemIdTooLarge(_) => Self::BadValue,
+            crate::index::profile::ProfileError::TooMany(_) => Self::ProfileFull,
+            crate::index::profile::ProfileError::NotFinite => Self::BadValue,
         }
     }
 }
@@ -226,28 +227,6 @@ pub struct BehaviourEvent {
     pub items: [Option<ItemKey>; 3],
 }
 
-/// Who a feedback event is about.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Subject {
-    /// A known user id.
-    User(UserId),
-    /// A device, resolved through the index.
-    Device(DeviceKey),
-}
-
-/// Media feedback on a strategy.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FeedbackEvent {
-    /// About whom.
-    pub subject: Subject,
-    /// Event time, Unix ms.
-    pub time_ms: i64,
-    /// Exposure, click or conversion.
-    pub action: Action,
-    /// The strategy's feedback key.
-    pub strategy: ItemKey,
-}
-
 /// A One-ID change.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum IdentityEvent {
@@ -283,35 +262,6 @@ pub struct VectorEvent {
     pub time_ms: i64,
     /// The quantised vector, tagged with its model version.
     pub vector: UserVector,
-}
-
-/// A change of the anti-cheat blacklist (not of the index).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum ControlEvent {
-    /// List a device or user.
-    List {
-        /// Who.
-        listed: Listed,
-        /// Why.
-        reason: Reason,
-        /// When it was decided, Unix ms (the TTL runs from here).
-        time_ms: i64,
-        /// How long; `None`: the engine's configured TTL.
-        ttl_seconds: Option<u64>,
-    },
-    /// Remove an entry.
-    Unlist {
-        /// Who.
-        listed: Listed,
-    },
-}
-
-/// What besides the index consumes applied events: the decision layer's
-/// feedback loop (calibration, anti-cheat rules) and its blacklist. Called
-/// on the ingest thread after the event was applied to the index.
-pub trait EventObserver: Send + Sync {
-    /// Sees one applied event.
-    fn observe(&self, event: &Event);
 }
 
 /// A validated event.
@@ -606,7 +556,7 @@ pub fn decode(
                     } else {
                         Reason::from_label(&m.reason).ok_or(SkipReason::BadValue)?
                     };
-                    if m.ttl_seconds > crate::blacklist::MAX_TTL_SECONDS {
+                    if m.ttl_seconds > crate::decision::blacklist::MAX_TTL_SECONDS {
                         return Err(SkipReason::BadValue);
                     }
                     Ok(Event::Control(ControlEvent::List {

@@ -39,13 +39,14 @@ use tokio::sync::watch;
 use super::apply::{ApplyContext, apply};
 use super::dead_letter::{DeadLetters, Origin};
 use super::event::{
-    ControlEvent, DecodeContext, Event, EventObserver, Format, IdentityEvent, SkipReason,
-    TopicKind, decode, frames,
+    ControlEvent, DecodeContext, Event, Format, IdentityEvent, SkipReason, TopicKind, decode,
+    frames,
 };
+use crate::decision::observer::EventObserver;
+use crate::domain::taxonomy::Taxonomy;
 use crate::index::UserIndex;
-use crate::profile::day_of;
-use crate::snapshot::{self, Offsets};
-use crate::taxonomy::Taxonomy;
+use crate::index::profile::day_of;
+use crate::index::snapshot::{self, Offsets};
 use crate::telemetry;
 
 /// One consumed topic.
@@ -565,7 +566,11 @@ impl ApplyLoop {
         match result {
             Ok(event) => {
                 if let Some(o) = &self.setup.observer {
-                    o.observe(&event);
+                    match &event {
+                        Event::Feedback(f) => o.on_feedback(f),
+                        Event::Control(c) => o.on_control(c),
+                        _ => {}
+                    }
                 }
                 if tally.applied.len() <= ti {
                     tally.applied.resize(ti + 1, 0);

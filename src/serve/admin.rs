@@ -14,10 +14,10 @@ use serde::{Deserialize, Serialize};
 
 use super::InvalidRequest;
 use super::limits::MAX_DEVICE_IDS;
-use crate::blacklist::{Listed, Reason};
 use crate::decision::DecisionRequest;
-use crate::node::Node;
-use crate::record::{UserRecord, parse_device};
+use crate::decision::blacklist::{Listed, Reason};
+use crate::index::record::{UserRecord, parse_device};
+use crate::serve::node::Node;
 use crate::strategy::Os;
 use crate::telemetry;
 
@@ -53,7 +53,7 @@ async fn readyz(State(node): State<Arc<Node>>) -> Response {
 async fn metrics_text(State(node): State<Arc<Node>>) -> Response {
     node.update_gauges();
     let mut body = telemetry::prometheus().render();
-    telemetry::write_calibration(&mut body, &node.engine.calibration_rates());
+    crate::decision::calibration::write_calibration(&mut body, &node.engine.calibration_rates());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
@@ -201,7 +201,7 @@ struct ListQuery {
 struct BlacklistView {
     /// Entries held, including expired ones not yet purged.
     held: usize,
-    entries: Vec<crate::blacklist::Entry>,
+    entries: Vec<crate::decision::blacklist::Entry>,
 }
 
 async fn blacklist_list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
@@ -281,12 +281,15 @@ async fn blacklist_add(
         Err(e) => return e.into_response(),
     };
     if let Some(ttl) = body.ttl_seconds
-        && !(1..=crate::blacklist::MAX_TTL_SECONDS).contains(&ttl)
+        && !(1..=crate::decision::blacklist::MAX_TTL_SECONDS).contains(&ttl)
     {
         return InvalidRequest::new(
             "ttl_seconds",
             "ttl_seconds",
-            format!("must be within 1..={}", crate::blacklist::MAX_TTL_SECONDS),
+            format!(
+                "must be within 1..={}",
+                crate::decision::blacklist::MAX_TTL_SECONDS
+            ),
         )
         .into_response();
     }

@@ -9,7 +9,7 @@ use super::InvalidRequest;
 use super::limits::*;
 use super::pb;
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
-use crate::ids::{DeviceIdKind, DeviceKey};
+use crate::domain::ids::{DeviceIdKind, DeviceKey};
 use crate::strategy::Os;
 use crate::telemetry;
 

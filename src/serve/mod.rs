@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod grpc;
+pub mod node;
 pub mod runtime;
 pub mod tencent;
 

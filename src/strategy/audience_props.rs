@@ -8,9 +8,9 @@
 use proptest::prelude::*;
 
 use super::{EvalContext, IndexedMatcher, LinearMatcher, Matcher, Os, StrategySet, lang};
-use crate::population::generate_user;
-use crate::profile::{Action, Attr, Day, StateField, UserProfile};
-use crate::taxonomy::Taxonomy;
+use crate::demo::population::generate_user;
+use crate::domain::taxonomy::Taxonomy;
+use crate::index::profile::{Action, Attr, Day, StateField, UserProfile};
 
 const TODAY: Day = 2518;
 const OSES: [Os; 5] = [Os::Unknown, Os::Android, Os::Ios, Os::Harmony, Os::Other];
@@ -207,7 +207,7 @@ fn items_of(users: &[UserProfile]) -> Vec<String> {
                 .chain(p.behaviour().map(|b| b.item))
                 .collect::<Vec<_>>()
         })
-        .filter(|k| k.scope() != crate::profile::Scope::Strategy)
+        .filter(|k| k.scope() != crate::index::profile::Scope::Strategy)
         .map(|k| format!("{} {}", k.scope().name(), k.id()))
         .collect();
     items.sort();

@@ -3,37 +3,13 @@
 //! without failing: every name is resolved and every comparison normalised to
 //! a range, a set or a bitmask here, at load time.
 
-use crate::profile::{Action, Attr, ItemKey, Scope, StateField, UserProfile};
+pub use crate::domain::os::Os;
+use crate::domain::taxonomy::{TagCode, Taxonomy};
+use crate::index::profile::{Action, Attr, ItemKey, Scope, StateField, UserProfile};
 use crate::strategy::lang::{Ast, CmpOp, LangError, Pos, Test, Value};
-use crate::taxonomy::{TagCode, Taxonomy};
 
 /// The longest window, in days, a behaviour predicate may look back.
 pub const MAX_WINDOW_DAYS: u32 = 3650;
-
-/// The device's operating system, as a request states it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Os {
-    /// Not stated.
-    Unknown = 0,
-    /// Android.
-    Android = 1,
-    /// iOS.
-    Ios = 2,
-    /// HarmonyOS.
-    Harmony = 3,
-    /// Anything else.
-    Other = 4,
-}
-
-impl Os {
-    const NAMES: [(&'static str, Os); 5] = [
-        ("unknown", Os::Unknown),
-        ("android", Os::Android),
-        ("ios", Os::Ios),
-        ("harmony", Os::Harmony),
-        ("other", Os::Other),
-    ];
-}
 
 /// Everything an audience reads: the user's profile and the request.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +19,7 @@ pub struct EvalContext<'a> {
     /// Whether the device resolved to a known user.
     pub known_user: bool,
     /// Today, in the business time zone.
-    pub today: crate::profile::Day,
+    pub today: crate::index::profile::Day,
     /// The request's operating system.
     pub os: Os,
 }
@@ -497,7 +473,7 @@ fn field(name: &str, pos: Pos, test: &Test, taxonomy: &Taxonomy) -> Result<Expr,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{BehaviourCount, ItemState, ProfileBuilder};
+    use crate::index::profile::{BehaviourCount, ItemState, ProfileBuilder};
     use crate::strategy::lang::parse;
 
     fn compile_src(src: &str) -> Result<Expr, LangError> {

@@ -4,7 +4,7 @@
 //! indexed matcher against [`super::LinearMatcher`] need many different ones;
 //! neither should depend on a file written by hand. [`StrategyGenerator`]
 //! writes audiences in the audience language ([`super::lang`]) over the demo
-//! catalogue of [`crate::population`] and the tag systems of a [`Taxonomy`],
+//! catalogue of [`crate::demo::population`] and the tag systems of a [`Taxonomy`],
 //! shaped like what advertisers run:
 //!
 //! * the strategy templates of the demo file: high intent (carted, not
@@ -29,7 +29,7 @@
 //! and compiling are exercised exactly as for a file an operator wrote.
 //!
 //! Determinism: strategy `i` of seed `s` depends only on `(s, i)` (it has its
-//! own PCG stream, like users in [`crate::population`]), so the first `n`
+//! own PCG stream, like users in [`crate::demo::population`]), so the first `n`
 //! strategies of a longer run are those of a shorter one, and any one
 //! strategy can be regenerated alone.
 //!
@@ -63,10 +63,10 @@ use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::{StrategyError, StrategySet};
+use crate::demo::population::{CATALOGUE, generate_user};
+use crate::domain::taxonomy::{DEFAULT_TAXONOMY, Taxonomy};
 use crate::index::UserId;
-use crate::population::{CATALOGUE, generate_user};
-use crate::profile::{Day, ItemKey, ProfileError, Scope, UserProfile};
-use crate::taxonomy::{DEFAULT_TAXONOMY, Taxonomy};
+use crate::index::profile::{Day, ItemKey, ProfileError, Scope, UserProfile};
 
 /// Strategies per advertiser in [`Workload::PerAdvertiser`]: strategy `i`
 /// (from 0) belongs to advertiser `i / STRATEGIES_PER_ADVERTISER`.
@@ -1010,7 +1010,7 @@ impl<'t> Draw<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::population::generate_user;
+    use crate::demo::population::generate_user;
     use crate::strategy::{EvalContext, Os};
 
     fn taxonomy() -> Taxonomy {
@@ -1303,7 +1303,7 @@ mod tests {
 
     /// Per user, the strategies of `set` it matches, through the index and by
     /// evaluating every strategy; both must agree.
-    fn matched(set: &StrategySet, users: &[crate::profile::UserProfile]) -> Vec<Vec<u32>> {
+    fn matched(set: &StrategySet, users: &[crate::index::profile::UserProfile]) -> Vec<Vec<u32>> {
         use crate::strategy::{LinearMatcher, Matcher};
         users
             .iter()

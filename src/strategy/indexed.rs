@@ -44,7 +44,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use super::{EvalContext, Expr, LinearMatcher, Matcher, Strategy};
-use crate::profile::{Action, Attr, Day, ItemKey, StateField, UserProfile};
+use crate::index::profile::{Action, Attr, Day, ItemKey, StateField, UserProfile};
 
 /// Something a user has that a clause can require: the unit of the postings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -966,11 +966,11 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::population::generate_user;
-    use crate::profile::Day;
+    use crate::demo::population::generate_user;
+    use crate::domain::taxonomy::Taxonomy;
+    use crate::index::profile::Day;
     use crate::strategy::generate::{self, Mix, StrategyGenerator, Workload, strategy_file};
     use crate::strategy::{LinearMatcher, Os, StrategySet};
-    use crate::taxonomy::Taxonomy;
 
     const TODAY: Day = 2518;
     const OSES: [Os; 5] = [Os::Unknown, Os::Android, Os::Ios, Os::Harmony, Os::Other];
@@ -1039,7 +1039,7 @@ mod tests {
             for e in &clauses {
                 prop_assert!(gate.fold(e), "{e:?} is folded");
             }
-            let mut b = crate::profile::ProfileBuilder::default();
+            let mut b = crate::index::profile::ProfileBuilder::default();
             for (a, &v) in Attr::ALL.iter().zip(&values) {
                 b.attr(*a, v);
             }
@@ -1053,7 +1053,7 @@ mod tests {
     fn the_gate_folds_only_attribute_ranges_and_oses() {
         let mut gate = Gate::OPEN;
         let state = Expr::State {
-            item: ItemKey::new(crate::profile::Scope::Brand, 1).expect("valid id"),
+            item: ItemKey::new(crate::index::profile::Scope::Brand, 1).expect("valid id"),
             field: StateField::FourA,
             mask: 0b10,
         };
@@ -1232,9 +1232,9 @@ mod tests {
     /// A profile with these `(item, action, days before TODAY, count)`
     /// records (a negative number of days: a day after TODAY).
     fn with_behaviour(records: &[(ItemKey, Action, i32, u16)]) -> UserProfile {
-        let mut b = crate::profile::ProfileBuilder::default();
+        let mut b = crate::index::profile::ProfileBuilder::default();
         for &(item, action, ago, count) in records {
-            b.behaviour.push(crate::profile::BehaviourCount {
+            b.behaviour.push(crate::index::profile::BehaviourCount {
                 item,
                 action,
                 day: (i32::from(TODAY) - ago) as Day,
@@ -1276,7 +1276,7 @@ mod tests {
 
     #[test]
     fn recent_behaviour_and_negated_clauses_are_settled_by_postings() {
-        use crate::profile::Scope;
+        use crate::index::profile::Scope;
         let t = Taxonomy::default_taxonomy();
         let src = "[[strategy]]\nid = \"carted\"\ntarget_id = \"1\"\naudience = \"cart(sku 1, 7d)\"\n\n\
                    [[strategy]]\nid = \"not_bought\"\ntarget_id = \"2\"\naudience = \"os == ios and not buy(sku 2, 7d)\"\n";
@@ -1322,7 +1322,7 @@ mod tests {
 
     #[test]
     fn state_clauses_not_accepting_code_zero_are_settled_by_postings() {
-        use crate::profile::{ItemState, Scope};
+        use crate::index::profile::{ItemState, Scope};
         let t = Taxonomy::default_taxonomy();
         let src = "[[strategy]]\nid = \"intent\"\ntarget_id = \"1\"\naudience = \"four_a(brand 5) in {appeal, act}\"\n\n\
                    [[strategy]]\nid = \"loyal\"\ntarget_id = \"2\"\naudience = \"clv(brand 5) == high and not rfm_r(brand 5) == low\"\n\n\
@@ -1333,7 +1333,7 @@ mod tests {
         assert_eq!(indexed.unindexed(), 1);
         let brand = ItemKey::new(Scope::Brand, 5).expect("valid id");
         let with_state = |codes: &[(StateField, u8)]| {
-            let mut b = crate::profile::ProfileBuilder::default();
+            let mut b = crate::index::profile::ProfileBuilder::default();
             let state = codes
                 .iter()
                 .fold(ItemState::default(), |s, &(f, c)| s.with(f, c));

@@ -11,10 +11,13 @@
 #[cfg(test)]
 mod audience_props;
 pub mod compile;
+pub mod experiment;
+pub mod frequency;
 pub mod generate;
 pub mod indexed;
 pub mod lang;
 pub mod matcher;
+pub mod score;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,17 +28,13 @@ pub use compile::{EvalContext, Expr, Os};
 pub use indexed::{FeatureShares, IndexedMatcher};
 pub use matcher::{LinearMatcher, Matcher};
 
-use crate::experiment::{Experiment, ExperimentSpec};
-use crate::frequency::FrequencyCap;
-use crate::model::{ModelInfo, Scoring};
-use crate::profile::ItemKey;
-use crate::taxonomy::Taxonomy;
+use crate::domain::taxonomy::Taxonomy;
+use crate::index::profile::ItemKey;
+use crate::strategy::experiment::{Experiment, ExperimentSpec};
+use crate::strategy::frequency::FrequencyCap;
+use crate::strategy::score::{ModelInfo, Scoring};
 
-/// The strategies shipped for `demo`: one per strategy template in the domain brief.
-pub const DEMO_STRATEGIES: &str = include_str!("../../deploy/demo/strategies.toml");
-
-/// The media's accepted range for bid factors (Tencent `user_weight_factor`).
-pub const BID_FACTOR_RANGE: std::ops::RangeInclusive<f64> = 0.2..=5.0;
+pub use crate::domain::limits::BID_FACTOR_RANGE;
 
 /// The most strategies one file may hold.
 pub const MAX_STRATEGIES: usize = 100_000;
@@ -306,15 +305,15 @@ impl StrategySet {
                 if m.version.is_empty() || m.version.len() > 64 {
                     return Err(file_error("`model.version` must be 1-64 characters".into()));
                 }
-                if m.dims == 0 || m.dims > crate::profile::MAX_VECTOR_DIMS {
+                if m.dims == 0 || m.dims > crate::index::profile::MAX_VECTOR_DIMS {
                     return Err(file_error(format!(
                         "`model.dims` must be within 1..={}",
-                        crate::profile::MAX_VECTOR_DIMS
+                        crate::index::profile::MAX_VECTOR_DIMS
                     )));
                 }
                 Some(ModelInfo {
                     version: m.version.clone(),
-                    tag: crate::profile::model_tag(&m.version),
+                    tag: crate::index::profile::model_tag(&m.version),
                     dims: m.dims,
                 })
             }
@@ -445,12 +444,12 @@ impl StrategySet {
         };
         let counts_answers = file
             .user_cap
-            .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions);
+            .is_some_and(|c| c.count == crate::strategy::frequency::CapCount::Decisions);
         let counted = strategies
             .iter()
             .map(|s| {
                 s.cap
-                    .is_some_and(|c| c.count == crate::frequency::CapCount::Decisions)
+                    .is_some_and(|c| c.count == crate::strategy::frequency::CapCount::Decisions)
             })
             .collect::<Vec<bool>>();
         let plain = strategies
@@ -602,6 +601,7 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::demo::DEMO_STRATEGIES;
 
     fn load(src: &str) -> Result<StrategySet, StrategyError> {
         StrategySet::from_toml(src, "s.toml", &Taxonomy::default_taxonomy())

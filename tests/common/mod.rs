@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use md5::{Digest, Md5};
 use rta_engine::decision::{Clock, DecisionEngine};
+use rta_engine::demo::DEMO_STRATEGIES;
+use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
-use rta_engine::node::{self, Node, Running, ServeOptions, StrategySource};
-use rta_engine::record::UserRecord;
+use rta_engine::index::record::UserRecord;
+use rta_engine::serve::node::{self, Node, Running, ServeOptions, StrategySource};
 use rta_engine::serve::pb;
-use rta_engine::strategy::DEMO_STRATEGIES;
-use rta_engine::taxonomy::Taxonomy;
 
 /// The day the golden population is evaluated on.
 pub const TODAY: u16 = 2000;
@@ -72,7 +72,7 @@ async fn start_node_with(
     index: Arc<UserIndex>,
     source: StrategySource,
     clock: Clock,
-    tencent: &rta_engine::config::TencentConfig,
+    tencent: &rta_engine::serve::tencent::TencentConfig,
 ) -> TestNode {
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let set = source.load(&taxonomy).expect("strategies load");
@@ -99,7 +99,7 @@ pub async fn start_golden() -> TestNode {
 /// Starts a node over the golden population with the demo strategies and the
 /// Tencent RTA endpoint configured by `tencent`. Installs the metrics recorder
 /// first, so that every request of the test is counted.
-pub async fn start_tencent(tencent: rta_engine::config::TencentConfig) -> TestNode {
+pub async fn start_tencent(tencent: rta_engine::serve::tencent::TencentConfig) -> TestNode {
     let _ = rta_engine::telemetry::prometheus();
     let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
     start_node_with(

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::domain::field::FieldError;
+use crate::serve::tencent::TencentConfig;
+
 /// Why the configuration was rejected.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -26,13 +29,8 @@ pub enum ConfigError {
         message: String,
     },
     /// A value is out of range.
-    #[error("config field `{field}`: {message}")]
-    Invalid {
-        /// The dotted field name.
-        field: &'static str,
-        /// Why.
-        message: String,
-    },
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
 }
 
 /// The whole configuration.
@@ -68,10 +66,10 @@ pub struct Config {
     pub tencent: TencentConfig,
     /// Anti-cheat blacklist rules and TTL.
     #[serde(default)]
-    pub blacklist: crate::blacklist::BlacklistConfig,
+    pub blacklist: crate::decision::blacklist::BlacklistConfig,
     /// Online calibration of the dual-tower model from media feedback.
     #[serde(default)]
-    pub calibration: crate::model::CalibrationConfig,
+    pub calibration: crate::strategy::score::CalibrationConfig,
 }
 
 /// Listen addresses and request limits.
@@ -178,120 +176,6 @@ impl Default for TimeConfig {
     }
 }
 
-/// The Tencent RTA media endpoint, `POST /rta/tencent` on `server.http_addr`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TencentConfig {
-    /// Serve the endpoint at all.
-    pub enabled: bool,
-    /// Largest request body accepted, bytes; larger bodies get HTTP 413.
-    pub max_body_bytes: usize,
-    /// Server-side budget per request, ms, counted from when the request reaches the
-    /// endpoint. A request still unanswered after it (a slow body, a queue) gets
-    /// `default_answer` instead. Tencent's 60 ms covers network and the advertiser's
-    /// load balancer too.
-    pub deadline_ms: u64,
-    /// Requests decided concurrently; one more is shed at once with `default_answer`.
-    pub max_in_flight: usize,
-    /// What to answer when a request is shed or runs out of time: `fail_closed`
-    /// (code 2: refuse the traffic) or `fail_open` (code 0 without strategy ids: the
-    /// media treats all of the advertiser's ads as eligible).
-    pub default_answer: FailMode,
-    /// Least `response_cache_time` sent, seconds (a decision that must not be cached,
-    /// e.g. for placeholder ids, still sends none).
-    pub min_cache_seconds: u32,
-    /// Most `response_cache_time` sent, seconds; Tencent honours up to 7 days.
-    pub max_cache_seconds: u32,
-    /// Which `target_infos` fields carry a strategy's bid factor:
-    /// `user_weight_factor` and/or `cpc_factor` (both multipliers, 1.0 neutral,
-    /// clamped to the media's 0.2 ..= 5). Empty = send neither.
-    pub bid_factor_fields: Vec<FactorField>,
-}
-
-/// What the Tencent endpoint answers when it cannot decide in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailMode {
-    /// Take the traffic without restricting it to strategies (code 0).
-    FailOpen,
-    /// Refuse the traffic (a non-zero code).
-    FailClosed,
-}
-
-/// A Tencent `TargetInfo` field that can carry a strategy's bid factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FactorField {
-    /// `user_weight_factor`: weighs the user's competitiveness in the media's ranking.
-    UserWeightFactor,
-    /// `cpc_factor`: multiplies the CPC bid.
-    CpcFactor,
-}
-
-/// Tencent's ceiling for `response_cache_time`: 7 days.
-pub const TENCENT_MAX_CACHE_SECONDS: u32 = 7 * 24 * 3600;
-
-impl Default for TencentConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            max_body_bytes: 64 * 1024,
-            deadline_ms: 20,
-            max_in_flight: 1024,
-            default_answer: FailMode::FailClosed,
-            min_cache_seconds: 0,
-            max_cache_seconds: TENCENT_MAX_CACHE_SECONDS,
-            bid_factor_fields: vec![FactorField::UserWeightFactor],
-        }
-    }
-}
-
-impl TencentConfig {
-    /// Checks ranges; errors name the field.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(512..=16 * 1024 * 1024).contains(&self.max_body_bytes) {
-            return Err(ConfigError::Invalid {
-                field: "tencent.max_body_bytes",
-                message: "must be 512..=16777216".into(),
-            });
-        }
-        if !(1..=60_000).contains(&self.deadline_ms) {
-            return Err(ConfigError::Invalid {
-                field: "tencent.deadline_ms",
-                message: "must be 1..=60000".into(),
-            });
-        }
-        if !(1..=1_000_000).contains(&self.max_in_flight) {
-            return Err(ConfigError::Invalid {
-                field: "tencent.max_in_flight",
-                message: "must be 1..=1000000".into(),
-            });
-        }
-        if self.max_cache_seconds > TENCENT_MAX_CACHE_SECONDS {
-            return Err(ConfigError::Invalid {
-                field: "tencent.max_cache_seconds",
-                message: format!("must be at most {TENCENT_MAX_CACHE_SECONDS} (7 days)"),
-            });
-        }
-        if self.min_cache_seconds > self.max_cache_seconds {
-            return Err(ConfigError::Invalid {
-                field: "tencent.min_cache_seconds",
-                message: "must not exceed tencent.max_cache_seconds".into(),
-            });
-        }
-        let mut fields = self.bid_factor_fields.clone();
-        fields.sort_by_key(|f| *f as u8);
-        fields.dedup();
-        if fields.len() != self.bid_factor_fields.len() {
-            return Err(ConfigError::Invalid {
-                field: "tencent.bid_factor_fields",
-                message: "lists a field twice".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
 impl Config {
     /// Reads and validates a config file.
     pub fn from_path(path: &Path) -> Result<Self, ConfigError> {
@@ -310,89 +194,63 @@ impl Config {
     /// Checks ranges.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.users.expected > MAX_EXPECTED_USERS {
-            return Err(ConfigError::Invalid {
-                field: "users.expected",
-                message: format!("must be at most {MAX_EXPECTED_USERS}"),
-            });
+            return Err(FieldError::new(
+                "users.expected",
+                format!("must be at most {MAX_EXPECTED_USERS}"),
+            )
+            .into());
         }
         if !(1..=60_000).contains(&self.server.request_timeout_ms) {
-            return Err(ConfigError::Invalid {
-                field: "server.request_timeout_ms",
-                message: "must be 1..=60000".into(),
-            });
+            return Err(FieldError::new("server.request_timeout_ms", "must be 1..=60000").into());
         }
         if self
             .server
             .worker_threads
             .is_some_and(|n| !(1..=MAX_WORKER_THREADS).contains(&n))
         {
-            return Err(ConfigError::Invalid {
-                field: "server.worker_threads",
-                message: format!("must be 1..={MAX_WORKER_THREADS}"),
-            });
+            return Err(FieldError::new(
+                "server.worker_threads",
+                format!("must be 1..={MAX_WORKER_THREADS}"),
+            )
+            .into());
         }
         if !(1..=100_000).contains(&self.server.max_batch) {
-            return Err(ConfigError::Invalid {
-                field: "server.max_batch",
-                message: "must be 1..=100000".into(),
-            });
+            return Err(FieldError::new("server.max_batch", "must be 1..=100000").into());
         }
-        self.blacklist
-            .validate()
-            .map_err(|message| ConfigError::Invalid {
-                field: "blacklist",
-                message,
-            })?;
-        self.calibration
-            .validate()
-            .map_err(|(field, message)| ConfigError::Invalid { field, message })?;
+        self.blacklist.validate()?;
+        self.calibration.validate()?;
         if !(-12..=14).contains(&self.time.tz_offset_hours) {
-            return Err(ConfigError::Invalid {
-                field: "time.tz_offset_hours",
-                message: "must be -12..=14".into(),
-            });
+            return Err(FieldError::new("time.tz_offset_hours", "must be -12..=14").into());
         }
         if !(1..=3650).contains(&self.retention.behaviour_days) {
-            return Err(ConfigError::Invalid {
-                field: "retention.behaviour_days",
-                message: "must be 1..=3650".into(),
-            });
+            return Err(FieldError::new("retention.behaviour_days", "must be 1..=3650").into());
         }
         if self.retention.profile_ttl_days == 0 {
-            return Err(ConfigError::Invalid {
-                field: "retention.profile_ttl_days",
-                message: "must be at least 1".into(),
-            });
+            return Err(FieldError::new("retention.profile_ttl_days", "must be at least 1").into());
         }
         if let Some(k) = &self.kafka {
             if k.topics.is_empty() {
-                return Err(ConfigError::Invalid {
-                    field: "kafka.topics",
-                    message: "list at least one topic".into(),
-                });
+                return Err(FieldError::new("kafka.topics", "list at least one topic").into());
             }
             if k.ready_max_lag < 0 {
-                return Err(ConfigError::Invalid {
-                    field: "kafka.ready_max_lag",
-                    message: "must be >= 0".into(),
-                });
+                return Err(FieldError::new("kafka.ready_max_lag", "must be >= 0").into());
             }
         }
         if let Some(s) = &self.snapshot
             && (s.interval_secs == 0 || s.keep == 0)
         {
-            return Err(ConfigError::Invalid {
-                field: "snapshot",
-                message: "interval_secs and keep must be at least 1".into(),
-            });
+            return Err(
+                FieldError::new("snapshot", "interval_secs and keep must be at least 1").into(),
+            );
         }
-        self.tencent.validate()
+        Ok(self.tencent.validate()?)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::tencent::FailMode;
 
     #[test]
     fn unknown_keys_are_rejected_with_their_name() {
@@ -490,7 +348,10 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rta-engine.toml");
         let cfg = Config::from_path(&path).unwrap();
         assert_eq!(cfg.tencent, TencentConfig::default());
-        assert_eq!(cfg.blacklist, crate::blacklist::BlacklistConfig::default());
+        assert_eq!(
+            cfg.blacklist,
+            crate::decision::blacklist::BlacklistConfig::default()
+        );
         let kafka = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/rta-engine-kafka.toml");
         let cfg = Config::from_path(&kafka).unwrap();
         assert_eq!(cfg.blacklist.max_requests_per_second, 200);
@@ -510,6 +371,11 @@ ttl_seconds = 0
                 .unwrap_err()
                 .to_string()
                 .contains("blacklist")
+        );
+        // the key is named once, as the file spells it
+        assert_eq!(
+            cfg.validate().unwrap_err().to_string(),
+            "config field `blacklist.ttl_seconds`: must be between 1 and 31536000, got 0"
         );
         let cfg: Config = toml::from_str(
             "[calibration]

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceIdKind, DeviceKey};
+use crate::domain::ids::{DeviceIdKind, DeviceKey};
+use crate::domain::taxonomy::Taxonomy;
 use crate::index::UserId;
-use crate::profile::{
+use crate::index::profile::{
     Action, Attr, BehaviourCount, Day, ItemKey, ItemState, ProfileBuilder, ProfileError, Scope,
     StateField, UserProfile, UserVector, model_tag,
 };
-use crate::taxonomy::Taxonomy;
 
 /// Why a user record could not become a profile.
 #[derive(Debug, thiserror::Error)]

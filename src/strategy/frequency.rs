@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{Action, Day, ItemKey, UserProfile};
+use crate::index::profile::{Action, Day, ItemKey, UserProfile};
 
 /// The most days a cap window may span (behaviour retention bounds it anyway).
 pub const MAX_WINDOW_DAYS: u16 = 90;
@@ -120,7 +120,7 @@ impl FrequencyCap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{BehaviourCount, ProfileBuilder, Scope};
+    use crate::index::profile::{BehaviourCount, ProfileBuilder, Scope};
 
     fn profile(records: &[(ItemKey, Action, Day, u16)]) -> UserProfile {
         let mut b = ProfileBuilder::default();

@@ -23,6 +23,12 @@
 //!   (device keys are md5 digests, already uniform; user ids get two rounds),
 //!   cheaper than a general-purpose hasher and still unpredictable from outside.
 
+mod prefetch;
+pub mod profile;
+pub mod record;
+pub mod snapshot;
+mod table_memory;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -30,13 +36,11 @@ use dashmap::DashMap;
 use hashbrown::HashTable;
 use hashbrown::hash_table::Entry;
 
-use crate::ids::DeviceKey;
-use crate::prefetch;
-use crate::profile::{Day, ProfileBuilder, ProfileError, UserProfile};
-use crate::table_memory::TableAlloc;
+use crate::domain::ids::DeviceKey;
+use crate::index::profile::{Day, ProfileBuilder, ProfileError, UserProfile};
+use crate::index::table_memory::TableAlloc;
 
-/// A user's id in the advertiser's One-ID system.
-pub type UserId = u64;
+pub use crate::domain::ids::UserId;
 
 /// Devices per user assumed by [`UserIndex::with_capacity`].
 const DEVICES_PER_USER: usize = 2;
@@ -1154,7 +1158,7 @@ impl UserIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::ProfileBuilder;
+    use crate::index::profile::ProfileBuilder;
 
     fn profile(devices: &[u8]) -> UserProfile {
         ProfileBuilder {
@@ -1260,7 +1264,7 @@ mod tests {
 
     #[test]
     fn expiry_drops_untouched_users_and_slides_behaviour_windows() {
-        use crate::profile::{Action, BehaviourCount, ItemKey, Scope};
+        use crate::index::profile::{Action, BehaviourCount, ItemKey, Scope};
         let idx = UserIndex::default();
         let item = ItemKey::new(Scope::Category, 1).unwrap();
         for (user, touched) in [(1, 10), (2, 50)] {
@@ -1336,8 +1340,8 @@ mod tests {
         idx.link(DeviceKey([2; 16]), 2).unwrap();
         idx.update_in_place(1, |p| {
             p.add_count(
-                crate::profile::ItemKey::new(crate::profile::Scope::Sku, 1).unwrap(),
-                crate::profile::Action::Buy,
+                crate::index::profile::ItemKey::new(crate::index::profile::Scope::Sku, 1).unwrap(),
+                crate::index::profile::Action::Buy,
                 3,
                 1,
             )

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::PoisonError;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
+use crate::index::profile::{MAX_WORDS, ProfileError, UserProfile};
 use crate::index::{BulkLoader, BulkRepairs, UserId, UserIndex};
-use crate::profile::{MAX_WORDS, ProfileError, UserProfile};
 
 const MAGIC: &[u8; 8] = b"RTASNAP3";
 /// The previous format (profiles without the vector fields), still restored.
@@ -632,9 +632,9 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::population::populate;
-    use crate::record::UserRecord;
-    use crate::taxonomy::Taxonomy;
+    use crate::demo::population::populate;
+    use crate::domain::taxonomy::Taxonomy;
+    use crate::index::record::UserRecord;
 
     fn dump(index: &UserIndex, t: &Taxonomy) -> Vec<String> {
         let mut v = Vec::new();
@@ -699,11 +699,11 @@ mod tests {
     /// 40,000 users and one profile of the largest size a snapshot holds
     /// (4 MiB of words): a snapshot of several blocks.
     fn index_of_many_blocks(t: &Taxonomy) -> UserIndex {
-        use crate::profile::{Action, BehaviourCount, ItemKey, ProfileBuilder, Scope};
+        use crate::index::profile::{Action, BehaviourCount, ItemKey, ProfileBuilder, Scope};
         let idx = UserIndex::default();
         populate(&idx, 40_000, 3, 2000, t);
         let huge = ProfileBuilder {
-            devices: vec![crate::ids::DeviceKey([0x5a; 16])],
+            devices: vec![crate::domain::ids::DeviceKey([0x5a; 16])],
             behaviour: (0..(MAX_WORDS / 2 - 4) as u32)
                 .map(|i| BehaviourCount {
                     item: ItemKey::new(Scope::Sku, u64::from(i / 1000 + 1)).unwrap(),
@@ -765,13 +765,13 @@ mod tests {
 
     #[test]
     fn an_rtasnap2_snapshot_still_restores() {
-        use crate::profile::ProfileBuilder;
+        use crate::index::profile::ProfileBuilder;
         let idx = UserIndex::default();
         for u in 1..=500u64 {
             let mut key = [3u8; 16];
             key[..8].copy_from_slice(&u.to_le_bytes());
             let p = ProfileBuilder {
-                devices: vec![crate::ids::DeviceKey(key)],
+                devices: vec![crate::domain::ids::DeviceKey(key)],
                 tags: vec![u as u32 % 7, 100],
                 touched: 9,
                 ..Default::default()

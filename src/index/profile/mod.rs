@@ -13,20 +13,10 @@
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
 
-use crate::ids::DeviceKey;
-use crate::taxonomy::TagCode;
+use crate::domain::ids::DeviceKey;
+use crate::domain::taxonomy::TagCode;
 
-/// A calendar day in the engine's business time zone, counted from 2020-01-01.
-pub type Day = u16;
-
-/// Unix day number of 2020-01-01, day 0 of [`Day`].
-pub const EPOCH_UNIX_DAY: i64 = 18_262;
-
-/// The [`Day`] of a Unix time, for a time zone `tz_offset_secs` east of UTC.
-pub fn day_of(unix_secs: i64, tz_offset_secs: i32) -> Day {
-    let d = (unix_secs + i64::from(tz_offset_secs)).div_euclid(86_400) - EPOCH_UNIX_DAY;
-    d.clamp(0, i64::from(Day::MAX)) as Day
-}
+pub use crate::domain::calendar::{Day, EPOCH_UNIX_DAY, day_of};
 
 /// Why a profile could not be built.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -697,7 +687,7 @@ impl UserProfile {
     /// start anywhere in a line) and most larger ones.
     #[inline]
     pub(crate) fn prefetch(&self) {
-        crate::prefetch::lines(self.body() as usize, 4);
+        crate::index::prefetch::lines(self.body() as usize, 4);
     }
 
     fn is_shared_empty(&self) -> bool {

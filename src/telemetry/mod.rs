@@ -7,8 +7,6 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::decision::CalibrationRow;
-
 /// Decisions made, by `api` (grpc, grpc_batch, tencent, tencent_test) and `outcome`.
 pub const DECIDE_REQUESTS: &str = "rta_decide_requests_total";
 /// Server time per decision, by `api`.
@@ -122,79 +120,6 @@ const FRESHNESS_BUCKETS: &[f64] = &[
 /// Snapshot duration buckets (seconds).
 const SNAPSHOT_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
-/// Appends to `out`, in the Prometheus text format, the calibration gauges of
-/// the strategies in `rows` (observed and predicted rates, the applied shift).
-///
-/// Written from the live set at each scrape instead of kept in the exporter,
-/// whose series cannot be removed: a strategy taken out of the set would
-/// otherwise go on being reported with its last rates, as if still served.
-pub fn write_calibration(out: &mut String, rows: &[CalibrationRow]) {
-    use std::fmt::Write;
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    type Pick = fn(&CalibrationRow) -> [Option<f64>; 2];
-    let families: [(&str, &str, Pick); 3] = [
-        (
-            MODEL_OBSERVED_RATE,
-            "Observed rate from decayed feedback, by strategy and rate",
-            |r| [r.observed_ctr, r.observed_cvr],
-        ),
-        (
-            MODEL_PREDICTED_RATE,
-            "Mean calibrated prediction served to the users feedback is about, by strategy and rate",
-            |r| [r.predicted_ctr, r.predicted_cvr],
-        ),
-        (
-            MODEL_CALIBRATION_SHIFT,
-            "Logit shift applied by calibration, by strategy and rate",
-            |r| {
-                if r.scored {
-                    [Some(r.shift.ctr), Some(r.shift.cvr)]
-                } else {
-                    [None, None]
-                }
-            },
-        ),
-    ];
-    for (name, help, pick) in families {
-        let mut header = false;
-        for r in rows {
-            for (rate, value) in ["ctr", "cvr"].into_iter().zip(pick(r)) {
-                let Some(v) = value else { continue };
-                if !header {
-                    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
-                    header = true;
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}{{strategy=\"{}\",rate=\"{rate}\"}} {}",
-                    escape_label(&r.strategy_id),
-                    sample(v)
-                );
-            }
-        }
-    }
-}
-
-/// A label value escaped for the text format (backslash, quote, newline).
-fn escape_label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// A sample value as the text format spells it (`+Inf`, `-Inf`, `NaN`).
-fn sample(v: f64) -> String {
-    if v.is_nan() {
-        "NaN".into()
-    } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
-    } else {
-        v.to_string()
-    }
-}
-
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -295,56 +220,4 @@ pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{FeedbackSums, Shift};
-
-    fn row(id: &str, scored: bool, observed_ctr: Option<f64>) -> CalibrationRow {
-        CalibrationRow {
-            strategy_id: id.to_string(),
-            scored,
-            sums: FeedbackSums::default(),
-            observed_ctr,
-            predicted_ctr: None,
-            observed_cvr: None,
-            predicted_cvr: Some(f64::INFINITY),
-            shift: Shift {
-                ctr: -0.5,
-                cvr: 0.0,
-            },
-            by_group: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn calibration_gauges_are_written_only_for_the_rows_given_and_escaped() {
-        let mut out = String::new();
-        write_calibration(
-            &mut out,
-            &[
-                row("scored", true, Some(0.25)),
-                row("odd\"id\\\n", false, None),
-            ],
-        );
-        let want = [
-            "# HELP rta_model_observed_rate Observed rate from decayed feedback, by strategy and rate",
-            "# TYPE rta_model_observed_rate gauge",
-            r#"rta_model_observed_rate{strategy="scored",rate="ctr"} 0.25"#,
-            "# HELP rta_model_predicted_rate Mean calibrated prediction served to the users feedback is about, by strategy and rate",
-            "# TYPE rta_model_predicted_rate gauge",
-            r#"rta_model_predicted_rate{strategy="scored",rate="cvr"} +Inf"#,
-            r#"rta_model_predicted_rate{strategy="odd\"id\\\n",rate="cvr"} +Inf"#,
-            "# HELP rta_model_calibration_shift Logit shift applied by calibration, by strategy and rate",
-            "# TYPE rta_model_calibration_shift gauge",
-            r#"rta_model_calibration_shift{strategy="scored",rate="ctr"} -0.5"#,
-            r#"rta_model_calibration_shift{strategy="scored",rate="cvr"} 0"#,
-        ];
-        assert_eq!(out.lines().collect::<Vec<_>>(), want);
-        let mut none = String::new();
-        write_calibration(&mut none, &[]);
-        assert_eq!(none, "", "no strategy, no family");
-    }
 }

@@ -10,6 +10,9 @@ use std::sync::OnceLock;
 
 use md5::{Digest, Md5};
 
+/// A user's id in the advertiser's One-ID system.
+pub type UserId = u64;
+
 /// The kinds of device id the engine understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeviceIdKind {

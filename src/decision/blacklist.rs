@@ -25,7 +25,8 @@ use dashmap::DashMap;
 use dashmap::mapref::entry::Entry as MapEntry;
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{DeviceKey, IdError};
+use crate::domain::field::FieldError;
+use crate::domain::ids::{DeviceKey, IdError};
 use crate::index::UserId;
 
 /// The most entries the blacklist holds; [`Blacklist::add`] beyond it fails with
@@ -198,26 +199,34 @@ impl Default for BlacklistConfig {
 
 impl BlacklistConfig {
     /// Checks the values; the message names the offending key.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.ttl_seconds == 0 || self.ttl_seconds > MAX_TTL_SECONDS {
-            return Err(format!(
-                "blacklist.ttl_seconds must be between 1 and {MAX_TTL_SECONDS}, got {}",
-                self.ttl_seconds
+            return Err(FieldError::new(
+                "blacklist.ttl_seconds",
+                format!(
+                    "must be between 1 and {MAX_TTL_SECONDS}, got {}",
+                    self.ttl_seconds
+                ),
             ));
         }
         if self.max_requests_per_second > MAX_RATE_LIMIT {
-            return Err(format!(
-                "blacklist.max_requests_per_second must be at most {MAX_RATE_LIMIT}, got {}",
-                self.max_requests_per_second
+            return Err(FieldError::new(
+                "blacklist.max_requests_per_second",
+                format!(
+                    "must be at most {MAX_RATE_LIMIT}, got {}",
+                    self.max_requests_per_second
+                ),
             ));
         }
         if !self.rate_slots.is_power_of_two()
             || !(MIN_RATE_SLOTS..=MAX_RATE_SLOTS).contains(&self.rate_slots)
         {
-            return Err(format!(
-                "blacklist.rate_slots must be a power of two between {MIN_RATE_SLOTS} and \
-                 {MAX_RATE_SLOTS}, got {}",
-                self.rate_slots
+            return Err(FieldError::new(
+                "blacklist.rate_slots",
+                format!(
+                    "must be a power of two between {MIN_RATE_SLOTS} and {MAX_RATE_SLOTS}, got {}",
+                    self.rate_slots
+                ),
             ));
         }
         Ok(())

@@ -8,7 +8,7 @@
 
 use serde::Deserialize;
 
-use crate::ids::DeviceKey;
+use crate::domain::ids::DeviceKey;
 use crate::index::UserId;
 
 /// Hash assignment resolution: shares are exact to 1 / 10 000.

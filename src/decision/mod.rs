@@ -14,60 +14,32 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::blacklist::{Blacklist, BlacklistConfig, Listed, Reason};
-use crate::experiment::{self, Arm};
-use crate::frequency::CapState;
-use crate::ids::DeviceKey;
+pub mod blacklist;
+pub mod calibration;
+pub mod observer;
+pub mod tally;
+
+use crate::decision::blacklist::{Blacklist, BlacklistConfig, Listed, Reason};
+pub use crate::decision::calibration::{CalibrationRow, GroupRates};
+use crate::decision::observer::{ControlEvent, EventObserver, FeedbackEvent, Subject};
+use crate::decision::tally::Tally;
+pub use crate::domain::calendar::Clock;
+use crate::domain::ids::DeviceKey;
+use crate::domain::taxonomy::Taxonomy;
+use crate::index::profile::{Action, Day, UserProfile};
 use crate::index::{UserId, UserIndex};
-use crate::ingest::event::{ControlEvent, Event, EventObserver, Subject};
-use crate::model::{
-    CalibrationConfig, Fallback, FeedbackLedger, FeedbackSums, Outcome, Prediction, Scored, Shift,
+use crate::strategy::experiment::{self, Arm};
+use crate::strategy::frequency::CapState;
+use crate::strategy::score::{
+    CalibrationConfig, Fallback, FeedbackLedger, Outcome, Prediction, Scored, Shift,
 };
-use crate::profile::{Action, Day, UserProfile, day_of};
 use crate::strategy::{EvalContext, Os, Strategy, StrategySet};
-use crate::tally::Tally;
-use crate::taxonomy::Taxonomy;
 use crate::telemetry;
-
-/// Where "today" comes from.
-#[derive(Debug, Clone, Copy)]
-pub enum Clock {
-    /// The system clock, in a business time zone `tz_offset_secs` east of UTC.
-    System {
-        /// Offset of the business time zone from UTC, in seconds (UTC+8: 28800).
-        tz_offset_secs: i32,
-    },
-    /// A fixed day, for tests and replays (its noon, UTC, is "now").
-    Fixed(Day),
-}
-
-impl Clock {
-    /// Today in the business time zone.
-    pub fn today(&self) -> Day {
-        match self {
-            Self::System { tz_offset_secs } => day_of(self.now_ms() / 1000, *tz_offset_secs),
-            Self::Fixed(d) => *d,
-        }
-    }
-
-    /// Now, Unix ms (for blacklist TTLs and request rates).
-    pub fn now_ms(&self) -> i64 {
-        match self {
-            Self::System { .. } => SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-            Self::Fixed(d) => {
-                (crate::profile::EPOCH_UNIX_DAY + i64::from(*d)) * 86_400_000 + 43_200_000
-            }
-        }
-    }
-}
 
 /// One ad opportunity, already validated.
 #[derive(Debug, Clone, Copy)]
@@ -211,47 +183,6 @@ pub struct VectorInfo {
     pub dims: usize,
     /// Whether it was produced by the strategy file's model version.
     pub current_model: bool,
-}
-
-/// Observed vs predicted rates of one strategy, for `/metrics` and the admin API.
-#[derive(Debug, Clone, Serialize)]
-pub struct CalibrationRow {
-    /// Strategy id.
-    pub strategy_id: String,
-    /// Whether the strategy is scored by the model.
-    pub scored: bool,
-    /// Decayed feedback sums.
-    pub sums: FeedbackSums,
-    /// Clicks per exposure.
-    pub observed_ctr: Option<f64>,
-    /// Mean pCTR served to exposed users.
-    pub predicted_ctr: Option<f64>,
-    /// Conversions per click.
-    pub observed_cvr: Option<f64>,
-    /// Mean pCVR served to clicking users.
-    pub predicted_cvr: Option<f64>,
-    /// The logit shift now applied.
-    pub shift: Shift,
-    /// The same rates per target group of the users feedback was about
-    /// (empty from [`DecisionEngine::calibration_rates`]).
-    pub by_group: Vec<GroupRates>,
-}
-
-/// Observed vs predicted rates of one strategy within one target group.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupRates {
-    /// The group's name (`urban_family`).
-    pub group: String,
-    /// Decayed exposures.
-    pub exposures: f64,
-    /// Clicks per exposure.
-    pub observed_ctr: Option<f64>,
-    /// Mean pCTR served to exposed users.
-    pub predicted_ctr: Option<f64>,
-    /// Conversions per click.
-    pub observed_cvr: Option<f64>,
-    /// Mean pCVR served to clicking users.
-    pub predicted_cvr: Option<f64>,
 }
 
 /// Decides requests against the index and the live strategy set.
@@ -553,7 +484,7 @@ impl DecisionEngine {
             hits.clear();
             let mut capped = false;
             // feedback keys of the strategies taken whose caps count answers
-            let mut answered: Vec<crate::profile::ItemKey> = Vec::new();
+            let mut answered: Vec<crate::index::profile::ItemKey> = Vec::new();
             let mut run = |profile: &UserProfile, known_user: bool, hits: &mut Vec<u32>| {
                 if known_user
                     && let Some(cap) = &set.user_cap
@@ -698,11 +629,11 @@ impl DecisionEngine {
         &self,
         set: &StrategySet,
         user: UserId,
-        mut keys: Vec<crate::profile::ItemKey>,
+        mut keys: Vec<crate::index::profile::ItemKey>,
         today: Day,
     ) {
         if set.counts_every_answer() {
-            keys.push(crate::profile::ItemKey::answers());
+            keys.push(crate::index::profile::ItemKey::answers());
         }
         if keys.is_empty() {
             return;
@@ -902,7 +833,7 @@ impl DecisionEngine {
 
     /// [`Self::calibration_report`] without the rates per target group
     /// (`by_group` left empty): what the metrics endpoint writes as gauges
-    /// at every scrape (see [`telemetry::write_calibration`]), without
+    /// at every scrape (see [`calibration::write_calibration`]), without
     /// taking the ledger's group lock once per strategy.
     pub fn calibration_rates(&self) -> Vec<CalibrationRow> {
         self.calibration_rows(false)
@@ -980,7 +911,7 @@ impl DecisionEngine {
         &self,
         subject: Subject,
         action: Action,
-        strategy: crate::profile::ItemKey,
+        strategy: crate::index::profile::ItemKey,
         time_ms: i64,
     ) {
         let outcome = match action {
@@ -1023,7 +954,8 @@ impl DecisionEngine {
                     };
                     scored_by = Some(Scored {
                         logit: logit.map(f64::from),
-                        served: logit.map(|x| crate::model::sigmoid(f64::from(x) + shift)),
+                        served: logit
+                            .map(|x| crate::strategy::score::sigmoid(f64::from(x) + shift)),
                     });
                 }
                 if outcome == Outcome::Click && rule > 0 {
@@ -1091,12 +1023,12 @@ impl DecisionEngine {
 }
 
 impl EventObserver for DecisionEngine {
-    fn observe(&self, event: &Event) {
-        match event {
-            Event::Feedback(f) => self.observe_feedback(f.subject, f.action, f.strategy, f.time_ms),
-            Event::Control(c) => self.observe_control(c),
-            _ => {}
-        }
+    fn on_feedback(&self, f: &FeedbackEvent) {
+        self.observe_feedback(f.subject, f.action, f.strategy, f.time_ms);
+    }
+
+    fn on_control(&self, c: &ControlEvent) {
+        self.observe_control(c);
     }
 }
 
@@ -1150,13 +1082,13 @@ fn restriction(set: &StrategySet, ids: &[&str]) -> Option<Vec<u32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::taxonomy::Taxonomy;
+    use crate::index::profile::ItemKey;
+    use crate::index::record::UserRecord;
     use crate::ingest::event::FeedbackEvent;
-    use crate::profile::ItemKey;
-    use crate::record::UserRecord;
-    use crate::taxonomy::Taxonomy;
 
     const TODAY: Day = 2000;
-    const STRATEGIES: &str = include_str!("../tests/fixtures/intel/strategies.toml");
+    const STRATEGIES: &str = include_str!("../../tests/fixtures/intel/strategies.toml");
 
     fn engine(rules: BlacklistConfig) -> (DecisionEngine, DeviceKey) {
         engine_with(STRATEGIES, rules)
@@ -1178,7 +1110,7 @@ mod tests {
             rules,
             CalibrationConfig::default(),
         );
-        let device = crate::record::parse_device("raw:imei:860000000000009").unwrap();
+        let device = crate::index::record::parse_device("raw:imei:860000000000009").unwrap();
         (e, device)
     }
 
@@ -1238,7 +1170,7 @@ mod tests {
                 .update_in_place(9, |p| p.add_count(ev.strategy, action, TODAY, 1))
                 .unwrap()
                 .unwrap();
-            e.observe(&Event::Feedback(ev));
+            e.on_feedback(&ev);
         };
         click(Action::Click);
         click(Action::Click);
@@ -1267,12 +1199,12 @@ mod tests {
                 })
                 .unwrap()
                 .unwrap();
-            e2.observe(&Event::Feedback(FeedbackEvent {
+            e2.on_feedback(&FeedbackEvent {
                 subject: Subject::User(9),
                 time_ms: now,
                 action: Action::Click,
                 strategy: ItemKey::strategy("capped"),
-            }));
+            });
         }
         assert!(e2.decide(&req(&d2)).take);
     }
@@ -1295,22 +1227,20 @@ mod tests {
     fn control_events_list_and_unlist_and_expired_ones_are_skipped() {
         let (e, d) = engine(BlacklistConfig::default());
         let now = e.clock().now_ms();
-        let list = |time_ms, ttl_seconds| {
-            Event::Control(ControlEvent::List {
-                listed: Listed::Device(d),
-                reason: Reason::Operator,
-                time_ms,
-                ttl_seconds,
-            })
+        let list = |time_ms, ttl_seconds| ControlEvent::List {
+            listed: Listed::Device(d),
+            reason: Reason::Operator,
+            time_ms,
+            ttl_seconds,
         };
         // an hour-long listing from two hours ago: replayed, already over
-        e.observe(&list(now - 7_200_000, Some(3600)));
+        e.on_control(&list(now - 7_200_000, Some(3600)));
         assert!(e.decide(&req(&d)).take);
-        e.observe(&list(now - 1000, Some(3600)));
+        e.on_control(&list(now - 1000, Some(3600)));
         assert!(!e.decide(&req(&d)).take);
-        e.observe(&Event::Control(ControlEvent::Unlist {
+        e.on_control(&ControlEvent::Unlist {
             listed: Listed::Device(d),
-        }));
+        });
         assert!(e.decide(&req(&d)).take);
     }
 

@@ -3,7 +3,7 @@
 //!
 //! The offline model has two towers: the user tower's output (a small
 //! vector per user) arrives by Kafka and is kept, int8-quantised, in the
-//! user's profile ([`crate::profile::UserVector`]); the strategy tower's
+//! user's profile ([`crate::index::profile::UserVector`]); the strategy tower's
 //! output (one weight vector and a bias per head: CTR and CVR) is written in
 //! the strategy file. A prediction is `sigmoid(user · weights + bias)`, then
 //! shifted by the strategy's current calibration.
@@ -22,15 +22,16 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::profile::{ItemKey, VectorView};
-use crate::taxonomy::TagCode;
+use crate::domain::field::FieldError;
+use crate::domain::taxonomy::TagCode;
+use crate::index::profile::{ItemKey, VectorView};
 
 /// The model generation the strategy file's vectors belong to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelInfo {
     /// The version label; user vectors must carry the same one.
     pub version: String,
-    /// [`crate::profile::model_tag`] of the version.
+    /// [`crate::index::profile::model_tag`] of the version.
     pub tag: u16,
     /// Vector dimensions.
     pub dims: usize,
@@ -214,8 +215,8 @@ impl Scoring {
         let f = base * score / self.reference;
         if f.is_finite() {
             f.clamp(
-                *crate::strategy::BID_FACTOR_RANGE.start(),
-                *crate::strategy::BID_FACTOR_RANGE.end(),
+                *crate::domain::limits::BID_FACTOR_RANGE.start(),
+                *crate::domain::limits::BID_FACTOR_RANGE.end(),
             )
         } else {
             base
@@ -296,18 +297,24 @@ impl Default for CalibrationConfig {
 
 impl CalibrationConfig {
     /// Checks ranges; the message names the field.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    pub fn validate(&self) -> Result<(), FieldError> {
         if self.interval_seconds == 0 {
-            return Err(("calibration.interval_seconds", "must be at least 1".into()));
+            return Err(FieldError::new(
+                "calibration.interval_seconds",
+                "must be at least 1",
+            ));
         }
         if self.half_life_seconds == 0 {
-            return Err(("calibration.half_life_seconds", "must be at least 1".into()));
+            return Err(FieldError::new(
+                "calibration.half_life_seconds",
+                "must be at least 1",
+            ));
         }
         if !(self.prior_events.is_finite() && self.prior_events >= 0.0) {
-            return Err(("calibration.prior_events", "must be >= 0".into()));
+            return Err(FieldError::new("calibration.prior_events", "must be >= 0"));
         }
         if !(self.max_shift.is_finite() && self.max_shift >= 0.0) {
-            return Err(("calibration.max_shift", "must be >= 0".into()));
+            return Err(FieldError::new("calibration.max_shift", "must be >= 0"));
         }
         Ok(())
     }
@@ -648,12 +655,12 @@ impl FeedbackLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::{UserProfile, UserVector};
+    use crate::index::profile::{UserProfile, UserVector};
 
     fn model() -> ModelInfo {
         ModelInfo {
             version: "m1".into(),
-            tag: crate::profile::model_tag("m1"),
+            tag: crate::index::profile::model_tag("m1"),
             dims: 4,
         }
     }
@@ -677,9 +684,13 @@ mod tests {
     }
 
     fn profile_with(values: &[f32], version: &str) -> UserProfile {
-        let mut p = crate::profile::ProfileBuilder::default().build().unwrap();
-        p.set_vector(&UserVector::quantise(crate::profile::model_tag(version), values).unwrap())
+        let mut p = crate::index::profile::ProfileBuilder::default()
+            .build()
             .unwrap();
+        p.set_vector(
+            &UserVector::quantise(crate::index::profile::model_tag(version), values).unwrap(),
+        )
+        .unwrap();
         p
     }
 

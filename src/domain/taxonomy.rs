@@ -20,7 +20,7 @@ pub const MAX_VALUES: usize = (1 << 24) - 1;
 
 /// The taxonomy shipped with the engine: the ten target groups, the 15-group
 /// value model, and demo scene / custom tags.
-pub const DEFAULT_TAXONOMY: &str = include_str!("../deploy/demo/taxonomy.toml");
+pub const DEFAULT_TAXONOMY: &str = include_str!("../../deploy/demo/taxonomy.toml");
 
 /// Why a taxonomy file was rejected.
 #[derive(Debug, thiserror::Error)]

@@ -12,13 +12,13 @@
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use crate::ids::{DeviceIdKind, DeviceKey};
-use crate::index::{UserId, UserIndex};
-use crate::profile::{
+use crate::domain::ids::{DeviceIdKind, DeviceKey};
+use crate::domain::taxonomy::Taxonomy;
+use crate::index::profile::{
     Action, Attr, BehaviourCount, Day, ItemKey, ItemState, Level, ProfileBuilder, Scope,
     StateField, UserProfile,
 };
-use crate::taxonomy::Taxonomy;
+use crate::index::{UserId, UserIndex};
 
 /// Catalogue: (category, brands selling in it). The first brand is the
 /// advertiser's own and is picked more often. Shared with the strategy

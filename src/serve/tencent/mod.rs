@@ -70,11 +70,13 @@ use tokio::sync::Semaphore;
 
 use super::InvalidRequest;
 use super::limits::MAX_EXPERIMENTS;
-use crate::config::{FactorField, FailMode, TencentConfig};
+mod config;
+
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
-use crate::ids::{DeviceIdKind as Kind, DeviceKey};
+use crate::domain::ids::{DeviceIdKind as Kind, DeviceKey};
 use crate::strategy::{BID_FACTOR_RANGE, Os};
 use crate::telemetry::{self, ignored, outcome};
+pub use config::{FactorField, FailMode, TENCENT_MAX_CACHE_SECONDS, TencentConfig};
 
 /// Generated types of the `tencent.ad.rta` protocol (proto/tencent/rta.proto).
 pub mod pb {
@@ -510,7 +512,7 @@ fn device_keys(device: &Device, api: &'static str) -> (Vec<(Kind, DeviceKey)>, V
 mod tests {
     use super::*;
     use crate::decision::MatchedStrategy;
-    use crate::ids::DeviceIdKind;
+    use crate::domain::ids::DeviceIdKind;
 
     fn md5_of(s: &str) -> String {
         hex::encode(Md5::digest(s.as_bytes()))
@@ -525,7 +527,7 @@ mod tests {
     }
 
     fn endpoint(cfg: &TencentConfig) -> Endpoint {
-        let taxonomy = crate::taxonomy::Taxonomy::default_taxonomy();
+        let taxonomy = crate::domain::taxonomy::Taxonomy::default_taxonomy();
         let set = crate::strategy::StrategySet::from_toml("", "<empty>", &taxonomy).unwrap();
         let engine = DecisionEngine::new(
             Arc::new(crate::index::UserIndex::default()),

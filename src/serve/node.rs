@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::TencentConfig;
 use crate::decision::DecisionEngine;
-use crate::serve::{admin, grpc::RtaGrpc, pb, tencent};
+use crate::domain::taxonomy::Taxonomy;
+use crate::serve::tencent::{self, TencentConfig};
+use crate::serve::{admin, grpc::RtaGrpc, pb};
 use crate::strategy::{StrategyError, StrategySet};
-use crate::taxonomy::Taxonomy;
 use crate::telemetry;
 
 /// Where the strategy set is loaded and reloaded from.

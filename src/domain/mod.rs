@@ -1,0 +1,10 @@
+//! The vocabulary every layer shares and that imports nothing of ours:
+//! device and user ids, the business calendar, the tag taxonomy, the request
+//! OS and the limits the media set.
+
+pub mod calendar;
+pub mod field;
+pub mod ids;
+pub mod limits;
+pub mod os;
+pub mod taxonomy;
