@@ -38,9 +38,10 @@ use rta_engine::domain::ids::DeviceKey;
 use rta_engine::domain::os::Os;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::profile::{UserVector, model_tag};
+use rta_engine::strategy::StrategySet;
 use rta_engine::strategy::score::CalibrationConfig;
-use rta_engine::strategy::{StrategySet, generate};
 use rta_engine::telemetry;
+use rta_testkit::generate;
 
 /// Users searched for a matching and a non-matching device.
 const SEARCH: u64 = 20_000;

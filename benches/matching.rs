@@ -41,8 +41,8 @@ use std::time::Instant;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::profile::UserProfile;
-use rta_engine::strategy::generate::{self, GeneratedStrategy, StrategyGenerator, Workload};
 use rta_engine::strategy::{EvalContext, LinearMatcher, Matcher, Os, StrategySet};
+use rta_testkit::generate::{self, GeneratedStrategy, StrategyGenerator, Workload};
 
 const SIZES: [usize; 4] = [10, 1_000, 10_000, 100_000];
 /// Users searched for the matching / typical / quiet examples.

@@ -38,8 +38,9 @@ use rta_engine::domain::os::Os;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
 use rta_engine::index::profile::{UserProfile, day_of};
-use rta_engine::strategy::generate::{StrategyGenerator, Workload};
-use rta_engine::strategy::{StrategySet, generate};
+use rta_engine::strategy::StrategySet;
+use rta_testkit::generate;
+use rta_testkit::generate::{StrategyGenerator, Workload};
 
 /// The server's allocator (`rta-engine`'s), so that what this measures
 /// allocates as the server does.

@@ -92,6 +92,6 @@ pub fn unknown_devices(n: usize) -> Vec<DeviceKey> {
 /// strategy workload: population user `user` with its behaviour moved onto
 /// them (`strategy::generate::advertiser_customer`).
 pub fn customer(taxonomy: &Taxonomy, user: UserId, among: std::ops::Range<u32>) -> UserProfile {
-    rta_engine::strategy::generate::advertiser_customer(SEED, user, today(), taxonomy, among)
+    rta_testkit::generate::advertiser_customer(SEED, user, today(), taxonomy, among)
         .expect("generated customers fit a profile")
 }

@@ -22,9 +22,9 @@ use crate::index::{UserId, UserIndex};
 
 /// Catalogue: (category, brands selling in it). The first brand is the
 /// advertiser's own and is picked more often. Shared with the strategy
-/// generator ([`crate::strategy::generate`]) so that generated audiences talk
+/// generator (`rta_testkit::generate`) so that generated audiences talk
 /// about the items generated users act on.
-pub(crate) const CATALOGUE: &[(u32, &[u32])] = &[
+pub const CATALOGUE: &[(u32, &[u32])] = &[
     (1319, &[8557, 8560, 8561]),       // infant formula
     (1525, &[8557, 8570, 8571]),       // diapers
     (9987, &[1001, 1002, 1003, 1004]), // phones

@@ -5,15 +5,12 @@
 //! audience, compiles it ([`compile`]) and builds a [`Matcher`] over the set.
 //! The result, a [`StrategySet`], is immutable: reloads build a new set beside
 //! the serving one and swap it in atomically, so a bad file never replaces a
-//! good set. [`generate`] writes random but realistic strategy files, for
-//! benchmarks and for testing matchers against each other.
+//! good set. The `rta-testkit` crate writes random but realistic strategy
+//! files, for benchmarks and for testing matchers against each other.
 
-#[cfg(test)]
-mod audience_props;
 pub mod compile;
 pub mod experiment;
 pub mod frequency;
-pub mod generate;
 pub mod indexed;
 pub mod lang;
 pub mod matcher;

@@ -566,6 +566,15 @@ impl Audience {
     }
 }
 
+/// What [`IndexedMatcher::work`] reports for one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Work {
+    /// Postings walked (access and narrowing).
+    pub postings_walked: usize,
+    /// Strategies found as candidates.
+    pub candidates: usize,
+}
+
 /// Per-thread scratch of the counting step, reused across requests.
 #[derive(Default)]
 struct Scratch {
@@ -736,6 +745,18 @@ impl IndexedMatcher {
         }
     }
 
+    /// What finding `ctx`'s candidates costs: postings walked and strategies
+    /// found, before any is evaluated. Observable state for benchmarks and
+    /// tests; the served path counts the same in its own scratch.
+    pub fn work(&self, ctx: &EvalContext<'_>) -> Work {
+        let mut scratch = Scratch::default();
+        self.candidates(ctx, &mut scratch);
+        Work {
+            postings_walked: scratch.walked,
+            candidates: scratch.candidates.len(),
+        }
+    }
+
     /// How many strategies have no access clause: candidates for every
     /// user, but those a negated clause's postings exclude.
     pub fn unindexed(&self) -> usize {
@@ -747,10 +768,11 @@ impl IndexedMatcher {
         self.expected_candidates
     }
 
-    /// Test hook: walk narrowing postings up to `n` per strategy found
-    /// (0: never, unless there are none; `usize::MAX`: always).
-    #[cfg(test)]
-    fn with_postings_per_evaluation(mut self, n: usize) -> Self {
+    /// Walks narrowing postings up to `n` per strategy found instead of
+    /// [`POSTINGS_PER_EVALUATION`] (0: never, unless there are none;
+    /// `usize::MAX`: always). The answer is the same either way; tests force
+    /// each path with it.
+    pub fn with_postings_per_evaluation(mut self, n: usize) -> Self {
         self.postings_per_evaluation = n;
         self
     }
@@ -962,455 +984,4 @@ impl Matcher for IndexedMatcher {
 }
 
 #[cfg(test)]
-mod tests {
-    use proptest::prelude::*;
-
-    use super::*;
-    use crate::demo::population::generate_user;
-    use crate::domain::taxonomy::Taxonomy;
-    use crate::index::profile::Day;
-    use crate::strategy::generate::{self, Mix, StrategyGenerator, Workload, strategy_file};
-    use crate::strategy::{LinearMatcher, Os, StrategySet};
-
-    const TODAY: Day = 2518;
-    const OSES: [Os; 5] = [Os::Unknown, Os::Android, Os::Ios, Os::Harmony, Os::Other];
-
-    fn set(seed: u64, n: u64, mix: Mix, t: &Taxonomy) -> StrategySet {
-        let g = StrategyGenerator::new(t, seed).with_mix(mix);
-        let strategies: Vec<_> = (0..n).map(|i| g.strategy(i)).collect();
-        StrategySet::from_toml(&strategy_file(&strategies, "prop"), "prop", t)
-            .expect("generated strategies compile")
-    }
-
-    fn both(
-        set: &StrategySet,
-        indexed: &IndexedMatcher,
-        ctx: &EvalContext<'_>,
-        only: Option<&[u32]>,
-    ) -> (Vec<u32>, Vec<u32>) {
-        let (mut lin, mut idx) = (Vec::new(), Vec::new());
-        LinearMatcher.matching(set.strategies(), ctx, only, &mut lin);
-        indexed.matching(set.strategies(), ctx, only, &mut idx);
-        (lin, idx)
-    }
-
-    /// The `k`-th user's context in the property tests: days and OSes vary
-    /// with `k` so that windows and OS clauses are exercised.
-    fn varied_context(profile: &UserProfile, known_user: bool, k: usize) -> EvalContext<'_> {
-        EvalContext {
-            profile,
-            known_user,
-            today: TODAY - (k as Day % 40),
-            os: OSES[k % OSES.len()],
-        }
-    }
-
-    fn mix(broad: f64, arbitrary: f64) -> Mix {
-        Mix { broad, arbitrary }
-    }
-
-    /// An attribute range or OS clause, as the gate folds them.
-    fn gate_clause() -> impl proptest::strategy::Strategy<Value = Expr> {
-        use proptest::strategy::Strategy as _;
-        prop_oneof![
-            (0..Attr::ALL.len(), any::<u8>(), any::<u8>()).prop_map(|(a, lo, hi)| Expr::Attr {
-                attr: Attr::ALL[a],
-                lo,
-                hi
-            }),
-            // small values too, so that ranges on one attribute overlap or not
-            (0..Attr::ALL.len(), 0..6u8, 0..6u8).prop_map(|(a, lo, hi)| Expr::Attr {
-                attr: Attr::ALL[a],
-                lo,
-                hi
-            }),
-            any::<u8>().prop_map(Expr::Os),
-        ]
-    }
-
-    proptest! {
-        #[test]
-        fn the_gate_holds_exactly_when_every_folded_clause_does(
-            clauses in proptest::collection::vec(gate_clause(), 0..6),
-            values in proptest::collection::vec(prop_oneof![0..6u8, any::<u8>()], 8),
-            os in 0..OSES.len(),
-        ) {
-            let mut gate = Gate::OPEN;
-            for e in &clauses {
-                prop_assert!(gate.fold(e), "{e:?} is folded");
-            }
-            let mut b = crate::index::profile::ProfileBuilder::default();
-            for (a, &v) in Attr::ALL.iter().zip(&values) {
-                b.attr(*a, v);
-            }
-            let profile = b.build().expect("a profile of attributes only fits");
-            let ctx = EvalContext { profile: &profile, known_user: true, today: TODAY, os: OSES[os] };
-            prop_assert_eq!(gate.holds(&ctx), clauses.iter().all(|e| e.eval(&ctx)));
-        }
-    }
-
-    #[test]
-    fn the_gate_folds_only_attribute_ranges_and_oses() {
-        let mut gate = Gate::OPEN;
-        let state = Expr::State {
-            item: ItemKey::new(crate::index::profile::Scope::Brand, 1).expect("valid id"),
-            field: StateField::FourA,
-            mask: 0b10,
-        };
-        assert!(!gate.fold(&state));
-        assert!(!gate.fold(&Expr::Not(Box::new(Expr::Os(1)))));
-        assert_eq!(gate, Gate::OPEN);
-    }
-
-    /// Narrowing postings walked per strategy found: never, as served, always.
-    const WALKS: [usize; 3] = [0, POSTINGS_PER_EVALUATION, usize::MAX];
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(48))]
-
-        /// On random strategy sets (random and/or/not trees and realistic
-        /// templates) and random users, known or not, with every OS, the index
-        /// answers exactly what evaluating every strategy answers, whether it
-        /// narrows by counting or evaluates every strategy found.
-        #[test]
-        fn indexed_matches_exactly_what_the_linear_scan_matches(
-            strategy_seed in any::<u64>(),
-            n in 1u64..300,
-            broad in 0.0f64..0.3,
-            arbitrary in 0.0f64..1.0,
-            user_seed in any::<u64>(),
-            measured in any::<bool>(),
-            walk in 0..WALKS.len(),
-        ) {
-            let t = Taxonomy::default_taxonomy();
-            let set = set(strategy_seed, n, mix(broad, arbitrary), &t);
-            let users: Vec<UserProfile> =
-                (1..=40).map(|id| generate_user(user_seed, id, TODAY, &t)).collect();
-            let indexed = if measured {
-                IndexedMatcher::with_shares(set.strategies(), &FeatureShares::measure(&users))
-            } else {
-                IndexedMatcher::new(set.strategies())
-            }
-            .with_postings_per_evaluation(WALKS[walk]);
-            let empty = UserProfile::empty();
-            for (k, p) in users.iter().chain(std::iter::once(&empty)).enumerate() {
-                for known_user in [true, false] {
-                    let ctx = varied_context(p, known_user, k);
-                    let (lin, idx) = both(&set, &indexed, &ctx, None);
-                    prop_assert_eq!(&lin, &idx, "user {} known {}", k, known_user);
-                    // a restriction to every other strategy
-                    let only: Vec<u32> = (0..n as u32).step_by(2).collect();
-                    let (lin, idx) = both(&set, &indexed, &ctx, Some(&only));
-                    prop_assert_eq!(lin, idx);
-                }
-            }
-        }
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(24))]
-
-        /// The same on the per-advertiser workload (item ids offset by
-        /// advertiser, first-party tags), from a random first strategy so that
-        /// sets start at any advertiser, with customers of those advertisers.
-        #[test]
-        fn indexed_matches_the_linear_scan_on_the_per_advertiser_workload(
-            strategy_seed in any::<u64>(),
-            first in 0u64..100_000,
-            n in 64u64..400,
-            broad in 0.0f64..0.3,
-            arbitrary in 0.0f64..0.5,
-            user_seed in any::<u64>(),
-            walk in 0..WALKS.len(),
-        ) {
-            let t = generate::advertiser_taxonomy();
-            let g = StrategyGenerator::new(&t, strategy_seed)
-                .with_mix(mix(broad, arbitrary))
-                .with_workload(Workload::PerAdvertiser);
-            let strategies: Vec<_> = (first..first + n).map(|i| g.strategy(i)).collect();
-            let set = StrategySet::from_toml(&strategy_file(&strategies, "prop"), "prop", &t)
-                .expect("generated strategies compile");
-            let indexed =
-                IndexedMatcher::new(set.strategies()).with_postings_per_evaluation(WALKS[walk]);
-            // customers of the set's advertisers
-            let among = generate::advertiser_of(first)..generate::advertiser_of(first + n - 1) + 1;
-            for id in 1..=40 {
-                let p = generate::advertiser_customer(user_seed, id, TODAY, &t, among.clone())
-                    .expect("profile fits");
-                for known_user in [true, false] {
-                    let ctx = varied_context(&p, known_user, id as usize);
-                    let (lin, idx) = both(&set, &indexed, &ctx, None);
-                    prop_assert_eq!(lin, idx, "user {} known {}", id, known_user);
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn narrow_strategies_are_filed_under_features_and_not_scanned() {
-        let t = Taxonomy::default_taxonomy();
-        let set = set(7, 2000, Mix::default(), &t);
-        let indexed = IndexedMatcher::new(set.strategies());
-        // realistic strategies nearly all have an access clause ...
-        assert!(
-            indexed.unindexed() * 50 < set.strategies().len(),
-            "{} of {} unindexed",
-            indexed.unindexed(),
-            set.strategies().len()
-        );
-        // ... so a typical user is a candidate for a small share of them
-        let users: Vec<UserProfile> = (1..=200)
-            .map(|id| generate_user(42, id, TODAY, &t))
-            .collect();
-        let mut candidates = 0usize;
-        let mut scratch = Scratch::default();
-        for p in &users {
-            let ctx = EvalContext {
-                profile: p,
-                known_user: true,
-                today: TODAY,
-                os: Os::Android,
-            };
-            indexed.candidates(&ctx, &mut scratch);
-            candidates += scratch.candidates.len();
-        }
-        let mean = candidates as f64 / users.len() as f64;
-        assert!(mean < 0.2 * 2000.0, "{mean} candidates per user of 2000");
-    }
-
-    /// Mean postings walked and candidates per user.
-    fn work(indexed: &IndexedMatcher, users: &[UserProfile]) -> (f64, f64) {
-        let mut scratch = Scratch::default();
-        let (mut walked, mut candidates) = (0, 0);
-        for p in users {
-            let ctx = EvalContext {
-                profile: p,
-                known_user: true,
-                today: TODAY,
-                os: Os::Android,
-            };
-            indexed.candidates(&ctx, &mut scratch);
-            walked += scratch.walked;
-            candidates += scratch.candidates.len();
-        }
-        let n = users.len() as f64;
-        (walked as f64 / n, candidates as f64 / n)
-    }
-
-    #[test]
-    fn a_customers_work_stays_flat_as_advertisers_are_added() {
-        let t = generate::advertiser_taxonomy();
-        let all: Vec<_> = StrategyGenerator::new(&t, 7)
-            .with_workload(Workload::PerAdvertiser)
-            .take(10_000)
-            .collect();
-        let users: Vec<UserProfile> = (1..=200)
-            .map(|id| {
-                generate::advertiser_customer(42, id, TODAY, &t, 0..10).expect("profile fits")
-            })
-            .collect();
-        let work_at = |n: usize| {
-            let set = StrategySet::from_toml(&strategy_file(&all[..n], "w"), "w", &t)
-                .expect("generated strategies compile");
-            work(&IndexedMatcher::new(set.strategies()), &users)
-        };
-        let ((walked_1k, candidates_1k), (walked_10k, candidates_10k)) =
-            (work_at(1_000), work_at(10_000));
-        // the 9,000 strategies added narrow by the same target groups and
-        // ages as the first 1,000, but belong to advertisers the users never
-        // dealt with: neither postings walked nor candidates may grow with them
-        assert!(
-            walked_10k <= 2.0 * walked_1k + 10.0,
-            "postings walked per user: {walked_1k} at 1,000, {walked_10k} at 10,000"
-        );
-        assert!(
-            candidates_10k <= 2.0 * candidates_1k + 10.0,
-            "candidates per user: {candidates_1k} at 1,000, {candidates_10k} at 10,000"
-        );
-    }
-
-    /// A profile with these `(item, action, days before TODAY, count)`
-    /// records (a negative number of days: a day after TODAY).
-    fn with_behaviour(records: &[(ItemKey, Action, i32, u16)]) -> UserProfile {
-        let mut b = crate::index::profile::ProfileBuilder::default();
-        for &(item, action, ago, count) in records {
-            b.behaviour.push(crate::index::profile::BehaviourCount {
-                item,
-                action,
-                day: (i32::from(TODAY) - ago) as Day,
-                count,
-            });
-        }
-        b.build().expect("a small profile builds")
-    }
-
-    /// `indexed`'s candidates for known user `k` with profile `p` on `os`,
-    /// as (strategy, how it was found), once both matchers are checked to
-    /// match `expected`.
-    fn candidates_checked(
-        (set, indexed): (&StrategySet, &IndexedMatcher),
-        (k, p): (usize, &UserProfile),
-        os: Os,
-        expected: &[u32],
-    ) -> Vec<(u32, u32)> {
-        let ctx = EvalContext {
-            profile: p,
-            known_user: true,
-            today: TODAY,
-            os,
-        };
-        let (lin, idx) = both(set, indexed, &ctx, None);
-        assert_eq!(
-            (&lin[..], &idx[..]),
-            (expected, expected),
-            "matches of user {k}"
-        );
-        let mut scratch = Scratch::default();
-        indexed.candidates(&ctx, &mut scratch);
-        scratch
-            .candidates
-            .iter()
-            .map(|c| (c >> found::BITS, c & found::MASK))
-            .collect()
-    }
-
-    #[test]
-    fn recent_behaviour_and_negated_clauses_are_settled_by_postings() {
-        use crate::index::profile::Scope;
-        let t = Taxonomy::default_taxonomy();
-        let src = "[[strategy]]\nid = \"carted\"\ntarget_id = \"1\"\naudience = \"cart(sku 1, 7d)\"\n\n\
-                   [[strategy]]\nid = \"not_bought\"\ntarget_id = \"2\"\naudience = \"os == ios and not buy(sku 2, 7d)\"\n";
-        let set = StrategySet::from_toml(src, "s", &t).expect("compiles");
-        let indexed = IndexedMatcher::new(set.strategies());
-        let (sku1, sku2) = (
-            ItemKey::new(Scope::Sku, 1).expect("valid id"),
-            ItemKey::new(Scope::Sku, 2).expect("valid id"),
-        );
-        let cases = [
-            // carted 7 days ago (outside "7d": today and the 6 days before),
-            // bought today: a candidate for neither
-            (
-                with_behaviour(&[(sku1, Action::Cart, 7, 1), (sku2, Action::Buy, 0, 1)]),
-                vec![],
-            ),
-            // a zero count today and a cart 30 days ago; a purchase dated
-            // tomorrow, which no window counts yet
-            (
-                with_behaviour(&[
-                    (sku1, Action::Cart, 0, 0),
-                    (sku1, Action::Cart, 30, 2),
-                    (sku2, Action::Buy, -1, 1),
-                ]),
-                vec![1],
-            ),
-            // carted 6 days ago, never bought
-            (with_behaviour(&[(sku1, Action::Cart, 6, 1)]), vec![0, 1]),
-        ];
-        for (k, (p, expected)) in cases.iter().enumerate() {
-            let found = candidates_checked((&set, &indexed), (k, p), Os::Ios, expected);
-            let ids: Vec<u32> = found.iter().map(|&(i, _)| i).collect();
-            assert_eq!(&ids, expected, "candidates of user {k}");
-            // found through every indexed clause: the windowed and negated
-            // clauses are settled
-            assert!(
-                found
-                    .iter()
-                    .all(|&(_, how)| matches!(how, found::BY_ALL | found::SETTLED))
-            );
-        }
-    }
-
-    #[test]
-    fn state_clauses_not_accepting_code_zero_are_settled_by_postings() {
-        use crate::index::profile::{ItemState, Scope};
-        let t = Taxonomy::default_taxonomy();
-        let src = "[[strategy]]\nid = \"intent\"\ntarget_id = \"1\"\naudience = \"four_a(brand 5) in {appeal, act}\"\n\n\
-                   [[strategy]]\nid = \"loyal\"\ntarget_id = \"2\"\naudience = \"clv(brand 5) == high and not rfm_r(brand 5) == low\"\n\n\
-                   [[strategy]]\nid = \"unaware\"\ntarget_id = \"3\"\naudience = \"four_a(brand 5) in {none, aware}\"\n";
-        let set = StrategySet::from_toml(src, "s", &t).expect("compiles");
-        let indexed = IndexedMatcher::new(set.strategies());
-        // accepting code 0 (no state) asks for no feature: scanned
-        assert_eq!(indexed.unindexed(), 1);
-        let brand = ItemKey::new(Scope::Brand, 5).expect("valid id");
-        let with_state = |codes: &[(StateField, u8)]| {
-            let mut b = crate::index::profile::ProfileBuilder::default();
-            let state = codes
-                .iter()
-                .fold(ItemState::default(), |s, &(f, c)| s.with(f, c));
-            b.items.push((brand, state));
-            b.build().expect("fits")
-        };
-        let cases = [
-            // aware, high CLV, low recency: "unaware" only, by evaluation
-            (
-                with_state(&[
-                    (StateField::FourA, 1),
-                    (StateField::Clv, 3),
-                    (StateField::RfmR, 1),
-                ]),
-                vec![2],
-                vec![2],
-            ),
-            // acting, high CLV, mid recency: all but "unaware" found and settled
-            (
-                with_state(&[
-                    (StateField::FourA, 3),
-                    (StateField::Clv, 3),
-                    (StateField::RfmR, 2),
-                ]),
-                vec![0, 1, 2],
-                vec![0, 1],
-            ),
-            // appealing, mid CLV: the CLV code is not the one asked for
-            (
-                with_state(&[(StateField::FourA, 2), (StateField::Clv, 2)]),
-                vec![0, 2],
-                vec![0],
-            ),
-        ];
-        for (k, (p, candidates, expected)) in cases.iter().enumerate() {
-            let found = candidates_checked((&set, &indexed), (k, p), Os::Android, expected);
-            let ids: Vec<u32> = found.iter().map(|&(i, _)| i).collect();
-            assert_eq!(&ids, candidates, "candidates of user {k}");
-            // the indexed strategies' state clauses are settled: nothing left
-            // to evaluate, and a match needs no look at the audience
-            for (i, how) in found {
-                let expected = if i == 2 {
-                    found::UNINDEXED
-                } else {
-                    found::SETTLED
-                };
-                assert_eq!(how, expected, "candidate {i} of user {k}");
-                assert!(
-                    how != found::SETTLED || indexed.audiences[i as usize].unsettled_by_all == 0
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn a_not_only_audience_is_evaluated_for_everyone() {
-        let t = Taxonomy::default_taxonomy();
-        let src = "[[strategy]]\nid = \"a\"\ntarget_id = \"1\"\naudience = \"not buy(category 1, 30d)\"\nmatch_unknown_devices = true\n\n[[strategy]]\nid = \"b\"\ntarget_id = \"2\"\naudience = \"buy(category 1, 30d) >= 1 or os == ios\"\n";
-        let set = StrategySet::from_toml(src, "s", &t).expect("compiles");
-        let indexed = IndexedMatcher::new(set.strategies());
-        assert_eq!(indexed.unindexed(), 1);
-        let empty = UserProfile::empty();
-        let ctx = EvalContext {
-            profile: &empty,
-            known_user: false,
-            today: TODAY,
-            os: Os::Ios,
-        };
-        let mut out = Vec::new();
-        indexed.matching(set.strategies(), &ctx, None, &mut out);
-        assert_eq!(out, [0]);
-        let ctx = EvalContext {
-            known_user: true,
-            ..ctx
-        };
-        out.clear();
-        indexed.matching(set.strategies(), &ctx, None, &mut out);
-        assert_eq!(out, [0, 1]);
-    }
-}
+mod tests;

@@ -7,10 +7,12 @@
 
 use proptest::prelude::*;
 
-use super::{EvalContext, IndexedMatcher, LinearMatcher, Matcher, Os, StrategySet, lang};
-use crate::demo::population::generate_user;
-use crate::domain::taxonomy::Taxonomy;
-use crate::index::profile::{Action, Attr, Day, StateField, UserProfile};
+use rta_engine::demo::population::generate_user;
+use rta_engine::domain::taxonomy::Taxonomy;
+use rta_engine::index::profile::{Action, Attr, Day, StateField, UserProfile};
+use rta_engine::strategy::{
+    EvalContext, IndexedMatcher, LinearMatcher, Matcher, Os, StrategyError, StrategySet, lang,
+};
 
 const TODAY: Day = 2518;
 const OSES: [Os; 5] = [Os::Unknown, Os::Android, Os::Ios, Os::Harmony, Os::Other];
@@ -28,7 +30,7 @@ fn file_of(audiences: &[String]) -> String {
         .join("\n")
 }
 
-fn load(audiences: &[String]) -> Result<StrategySet, super::StrategyError> {
+fn load(audiences: &[String]) -> Result<StrategySet, StrategyError> {
     StrategySet::from_toml(
         &file_of(audiences),
         "props.toml",
@@ -207,7 +209,7 @@ fn items_of(users: &[UserProfile]) -> Vec<String> {
                 .chain(p.behaviour().map(|b| b.item))
                 .collect::<Vec<_>>()
         })
-        .filter(|k| k.scope() != crate::index::profile::Scope::Strategy)
+        .filter(|k| k.scope() != rta_engine::index::profile::Scope::Strategy)
         .map(|k| format!("{} {}", k.scope().name(), k.id()))
         .collect();
     items.sort();
@@ -251,7 +253,7 @@ proptest! {
         for text in texts {
             match load(std::slice::from_ref(&text)) {
                 Ok(_) => kept.push(text),
-                Err(super::StrategyError::Audience { line, col, .. }) => {
+                Err(StrategyError::Audience { line, col, .. }) => {
                     let end = 15 + text.chars().count() as u32;
                     prop_assert!(line == 4 && (15..=end).contains(&col), "{line}:{col} outside {text:?}");
                 }

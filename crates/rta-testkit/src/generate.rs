@@ -1,10 +1,10 @@
 //! Random but realistic strategy files, deterministic from a seed.
 //!
 //! Benchmarks need many strategies (10 to 100,000), and property tests of an
-//! indexed matcher against [`super::LinearMatcher`] need many different ones;
+//! indexed matcher against [`rta_engine::strategy::LinearMatcher`] need many different ones;
 //! neither should depend on a file written by hand. [`StrategyGenerator`]
-//! writes audiences in the audience language ([`super::lang`]) over the demo
-//! catalogue of [`crate::demo::population`] and the tag systems of a [`Taxonomy`],
+//! writes audiences in the audience language ([`rta_engine::strategy::lang`]) over the demo
+//! catalogue of [`rta_engine::demo::population`] and the tag systems of a [`Taxonomy`],
 //! shaped like what advertisers run:
 //!
 //! * the strategy templates of the demo file: high intent (carted, not
@@ -29,7 +29,7 @@
 //! and compiling are exercised exactly as for a file an operator wrote.
 //!
 //! Determinism: strategy `i` of seed `s` depends only on `(s, i)` (it has its
-//! own PCG stream, like users in [`crate::demo::population`]), so the first `n`
+//! own PCG stream, like users in [`rta_engine::demo::population`]), so the first `n`
 //! strategies of a longer run are those of a shorter one, and any one
 //! strategy can be regenerated alone.
 //!
@@ -62,11 +62,11 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
-use super::{StrategyError, StrategySet};
-use crate::demo::population::{CATALOGUE, generate_user};
-use crate::domain::taxonomy::{DEFAULT_TAXONOMY, Taxonomy};
-use crate::index::UserId;
-use crate::index::profile::{Day, ItemKey, ProfileError, Scope, UserProfile};
+use rta_engine::demo::population::{CATALOGUE, generate_user};
+use rta_engine::domain::taxonomy::{DEFAULT_TAXONOMY, Taxonomy};
+use rta_engine::index::UserId;
+use rta_engine::index::profile::{Day, ItemKey, ProfileError, Scope, UserProfile};
+use rta_engine::strategy::{StrategyError, StrategySet};
 
 /// Strategies per advertiser in [`Workload::PerAdvertiser`]: strategy `i`
 /// (from 0) belongs to advertiser `i / STRATEGIES_PER_ADVERTISER`.
@@ -87,8 +87,9 @@ const _: () = assert!(
     (ADVERTISERS as u64 - 1) * ADVERTISER_ID_STRIDE as u64 + (ADVERTISER_ID_STRIDE as u64 - 1)
         <= ItemKey::MAX_ID as u64
 );
-const _: () =
-    assert!(ADVERTISERS as u64 * STRATEGIES_PER_ADVERTISER >= super::MAX_STRATEGIES as u64);
+const _: () = assert!(
+    ADVERTISERS as u64 * STRATEGIES_PER_ADVERTISER >= rta_engine::strategy::MAX_STRATEGIES as u64
+);
 
 /// The tag system of advertisers' first-party tags in
 /// [`advertiser_taxonomy`]: values `a0000_member`, `a0000_high_value`, ...
@@ -1010,8 +1011,8 @@ impl<'t> Draw<'t> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::population::generate_user;
-    use crate::strategy::{EvalContext, Os};
+    use rta_engine::demo::population::generate_user;
+    use rta_engine::strategy::{EvalContext, Os};
 
     fn taxonomy() -> Taxonomy {
         Taxonomy::default_taxonomy()
@@ -1303,8 +1304,11 @@ mod tests {
 
     /// Per user, the strategies of `set` it matches, through the index and by
     /// evaluating every strategy; both must agree.
-    fn matched(set: &StrategySet, users: &[crate::index::profile::UserProfile]) -> Vec<Vec<u32>> {
-        use crate::strategy::{LinearMatcher, Matcher};
+    fn matched(
+        set: &StrategySet,
+        users: &[rta_engine::index::profile::UserProfile],
+    ) -> Vec<Vec<u32>> {
+        use rta_engine::strategy::{LinearMatcher, Matcher};
         users
             .iter()
             .map(|p| {
