@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::field::FieldError;
 use crate::domain::ids::{DeviceKey, IdError};
 use crate::index::UserId;
+use crate::telemetry::event::EntryBlacklisted;
 
 /// The most entries the blacklist holds; [`Blacklist::add`] beyond it fails with
 /// [`BlacklistError::Full`], so that a flood of rule hits cannot exhaust memory.
@@ -369,7 +370,12 @@ impl Blacklist {
         ttl: Option<Duration>,
     ) -> Result<Entry, BlacklistError> {
         let until_ms = now_ms.saturating_add(self.ttl_ms(ttl));
-        self.upsert(listed, reason, now_ms, until_ms, false)
+        let entry = self.upsert(listed, reason, now_ms, until_ms, false)?;
+        EntryBlacklisted {
+            reason: reason.label(),
+        }
+        .emit();
+        Ok(entry)
     }
 
     /// A rule hit: lists `listed` for the config's TTL like [`Blacklist::add`],
@@ -382,7 +388,12 @@ impl Blacklist {
         now_ms: i64,
     ) -> Result<Entry, BlacklistError> {
         let until_ms = now_ms.saturating_add(self.config.ttl_ms());
-        self.upsert(listed, reason, now_ms, until_ms, true)
+        let entry = self.upsert(listed, reason, now_ms, until_ms, true)?;
+        EntryBlacklisted {
+            reason: reason.label(),
+        }
+        .emit();
+        Ok(entry)
     }
 
     fn ttl_ms(&self, ttl: Option<Duration>) -> i64 {
@@ -568,8 +579,8 @@ impl Blacklist {
             }
             match serde_json::from_str::<Entry>(&line) {
                 Ok(e) if e.is_active(now_ms) && e.until_ms > e.since_ms => {
-                    let ttl = Duration::from_millis((e.until_ms - e.since_ms) as u64);
-                    match self.add(e.listed, e.reason, e.since_ms, Some(ttl)) {
+                    // restored, not listed anew: not counted as a listing
+                    match self.upsert(e.listed, e.reason, e.since_ms, e.until_ms, false) {
                         Ok(_) => loaded += 1,
                         Err(_) => skipped += 1,
                     }

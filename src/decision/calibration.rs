@@ -2,6 +2,12 @@
 //! rates and the shift calibration applies, as JSON for `/calibration` and as
 //! Prometheus gauges written from the live set at each scrape.
 
+use std::sync::Arc;
+
+use crate::decision::DecisionEngine;
+use crate::strategy::StrategySet;
+use crate::strategy::score::{CalibrationConfig, FeedbackLedger};
+use crate::telemetry;
 use serde::Serialize;
 
 use crate::strategy::score::{FeedbackSums, Shift};
@@ -119,6 +125,99 @@ fn sample(v: f64) -> String {
     } else {
         v.to_string()
     }
+}
+
+impl DecisionEngine {
+    /// Recomputes every scored strategy's calibration shift from the
+    /// feedback ledger (when calibration is enabled). Runs on the configured
+    /// cadence and on demand from the admin API; requests in flight keep the
+    /// old shifts.
+    pub fn recalibrate(&self) {
+        let live = self.live.load();
+        let shifts = shifts_for(&live.set, &self.ledger, &self.calibration);
+        live.shifts.store(Arc::new(shifts));
+        metrics::counter!(telemetry::MODEL_RECALIBRATIONS).increment(1);
+    }
+
+    /// Observed vs predicted rates and the applied shift, per live strategy
+    /// that is scored or has feedback, each with its rates per target group.
+    pub fn calibration_report(&self) -> Vec<CalibrationRow> {
+        self.calibration_rows(true)
+    }
+
+    /// [`Self::calibration_report`] without the rates per target group
+    /// (`by_group` left empty): what the metrics endpoint writes as gauges
+    /// at every scrape (see [`calibration::write_calibration`]), without
+    /// taking the ledger's group lock once per strategy.
+    pub fn calibration_rates(&self) -> Vec<CalibrationRow> {
+        self.calibration_rows(false)
+    }
+
+    fn calibration_rows(&self, by_group: bool) -> Vec<CalibrationRow> {
+        let live = self.live.load();
+        let shifts = live.shifts.load();
+        live.set
+            .strategies()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let sums = self.ledger.sums(s.feedback_key);
+                if sums.is_none() && s.score.is_none() {
+                    return None;
+                }
+                let sums = sums.unwrap_or_default();
+                Some(CalibrationRow {
+                    strategy_id: s.id.to_string(),
+                    scored: s.score.is_some(),
+                    observed_ctr: sums.observed_ctr(),
+                    predicted_ctr: sums.predicted_ctr(),
+                    observed_cvr: sums.observed_cvr(),
+                    predicted_cvr: sums.predicted_cvr(),
+                    shift: shifts.get(i).copied().unwrap_or_default(),
+                    by_group: if by_group {
+                        self.ledger.group_sums(s.feedback_key)
+                    } else {
+                        Vec::new()
+                    }
+                    .into_iter()
+                    .map(|(g, x)| GroupRates {
+                        group: self
+                            .groups
+                            .get()
+                            .and_then(|(_, t)| t.name_of(g))
+                            .map_or_else(|| format!("#{g}"), |(_, v)| v.to_string()),
+                        exposures: x.exposures,
+                        observed_ctr: x.observed_ctr(),
+                        predicted_ctr: x.predicted_ctr(),
+                        observed_cvr: x.observed_cvr(),
+                        predicted_cvr: x.predicted_cvr(),
+                    })
+                    .collect(),
+                    sums,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The shifts of a set's strategies from the ledger (zero when disabled).
+pub(super) fn shifts_for(
+    set: &StrategySet,
+    ledger: &FeedbackLedger,
+    cfg: &CalibrationConfig,
+) -> Box<[Shift]> {
+    set.strategies()
+        .iter()
+        .map(|s| {
+            if !cfg.enabled || s.score.is_none() {
+                return Shift::default();
+            }
+            ledger
+                .sums(s.feedback_key)
+                .map(|x| x.shift(cfg.prior_events, cfg.max_shift))
+                .unwrap_or_default()
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -14,176 +14,35 @@
 
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
 
 pub mod blacklist;
 pub mod calibration;
+mod counts;
+mod explain;
+mod feedback;
 pub mod observer;
+mod request;
 pub mod tally;
 
-use crate::decision::blacklist::{Blacklist, BlacklistConfig, Listed, Reason};
+use calibration::shifts_for;
+use counts::StrategyCounts;
+pub use explain::{Explanation, VectorInfo, Verdict};
+pub use request::{Decision, DecisionRequest, MatchedStrategy};
+
+use crate::decision::blacklist::{Blacklist, BlacklistConfig, Reason};
 pub use crate::decision::calibration::{CalibrationRow, GroupRates};
-use crate::decision::observer::{ControlEvent, EventObserver, FeedbackEvent, Subject};
-use crate::decision::tally::Tally;
 pub use crate::domain::calendar::Clock;
 use crate::domain::ids::DeviceKey;
 use crate::domain::taxonomy::Taxonomy;
-use crate::index::profile::{Action, Day, UserProfile};
+use crate::index::profile::{Day, UserProfile};
 use crate::index::{UserId, UserIndex};
 use crate::strategy::experiment::{self, Arm};
 use crate::strategy::frequency::CapState;
-use crate::strategy::score::{
-    CalibrationConfig, Fallback, FeedbackLedger, Outcome, Prediction, Scored, Shift,
-};
-use crate::strategy::{EvalContext, Os, Strategy, StrategySet};
-use crate::telemetry;
-
-/// One ad opportunity, already validated.
-#[derive(Debug, Clone, Copy)]
-pub struct DecisionRequest<'a> {
-    /// The device's ids (doubtful ones are skipped here).
-    pub devices: &'a [DeviceKey],
-    /// The device's OS.
-    pub os: Os,
-    /// The media's experiment buckets.
-    pub experiments: &'a [u64],
-    /// When non-empty, only these strategy ids are considered.
-    pub only_strategies: &'a [&'a str],
-}
-
-/// A strategy the device matched.
-///
-/// Its ids are `&str` borrowed from the live strategy set while a decision
-/// is being answered ([`DecisionEngine::decide_with`]), and `Arc<str>` in a
-/// decision kept beyond that ([`DecisionEngine::decide`]): cloning an `Arc`
-/// for each of a user's twenty matches costs two atomic writes each, to
-/// counts every core serving the same strategies shares.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MatchedStrategy<S = Arc<str>> {
-    /// Our strategy id.
-    pub strategy_id: S,
-    /// The media-facing id (a variant's, when its experiment arm has one).
-    pub target_id: S,
-    /// The bid factor.
-    pub bid_factor: f64,
-    /// Predicted CTR, when the strategy is scored and the user has a vector.
-    pub pctr: Option<f64>,
-    /// Predicted CVR, likewise.
-    pub pcvr: Option<f64>,
-}
-
-/// The answer for one ad opportunity (ids as in [`MatchedStrategy`]).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Decision<S = Arc<str>> {
-    /// Whether to take the traffic.
-    pub take: bool,
-    /// Matched strategies: by expected value (pCTR x pCVR) when scored,
-    /// otherwise in strategy-file order.
-    pub matches: Vec<MatchedStrategy<S>>,
-    /// How long the media may cache this answer, in seconds.
-    pub cache_seconds: u32,
-    /// The outcome, as counted in metrics.
-    pub outcome: &'static str,
-}
-
-impl Decision<&str> {
-    /// This decision with its ids copied out of the strategy set, to keep.
-    pub fn owned(&self) -> Decision {
-        Decision {
-            take: self.take,
-            matches: self
-                .matches
-                .iter()
-                .map(|m| MatchedStrategy {
-                    strategy_id: Arc::from(m.strategy_id),
-                    target_id: Arc::from(m.target_id),
-                    bid_factor: m.bid_factor,
-                    pctr: m.pctr,
-                    pcvr: m.pcvr,
-                })
-                .collect(),
-            cache_seconds: self.cache_seconds,
-            outcome: self.outcome,
-        }
-    }
-}
-
-/// Why a strategy whose audience matched was not taken (a metric label).
-pub mod refusal {
-    /// The user's exposures to the strategy reached its cap.
-    pub const CAP: &str = "cap";
-    /// The model's score is below the strategy's threshold.
-    pub const SCORE: &str = "score";
-    /// The user has no vector of the model and the strategy's fallback refuses.
-    pub const NO_VECTOR: &str = "no_vector";
-    /// The user is in the strategy's experiment holdout.
-    pub const HOLDOUT: &str = "holdout";
-    /// All of them, in counter order.
-    pub const ALL: [&str; 4] = [CAP, SCORE, NO_VECTOR, HOLDOUT];
-}
-
-/// Per strategy: matched, or the first clause that failed, and what the
-/// settling steps said.
-#[derive(Debug, Clone, Serialize)]
-pub struct Verdict {
-    /// Strategy id.
-    pub strategy_id: String,
-    /// Whether it was taken.
-    pub matched: bool,
-    /// The first clause the user failed, as written.
-    pub failed_clause: Option<String>,
-    /// The audience matched but a later step refused ([`refusal`]).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refused: Option<&'static str>,
-    /// The user against the strategy's frequency cap.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cap: Option<CapState>,
-    /// The model's calibrated prediction.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub score: Option<Prediction>,
-    /// The strategy is scored but the user has no vector of the model.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub missing_vector: bool,
-    /// The experiment arm.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub arm: Option<String>,
-    /// The bid factor it would be taken at.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bid_factor: Option<f64>,
-}
-
-/// Why a device matched or did not match each strategy.
-#[derive(Debug, Clone, Serialize)]
-pub struct Explanation {
-    /// The user the ids resolved to.
-    pub user_id: Option<UserId>,
-    /// How many of the given ids were doubtful and ignored.
-    pub doubtful_ids: usize,
-    /// The strategy set's version.
-    pub strategy_version: String,
-    /// Why the request is refused outright, if it is blacklisted.
-    pub blacklisted: Option<Reason>,
-    /// The user against the overall frequency cap, if one is configured.
-    pub user_cap: Option<CapState>,
-    /// The user's vector: its dimensions, and whether it is of the live model.
-    pub vector: Option<VectorInfo>,
-    /// The decision itself.
-    pub decision: Decision,
-    /// One verdict per live strategy.
-    pub verdicts: Vec<Verdict>,
-}
-
-/// A user's vector, as `explain` shows it.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct VectorInfo {
-    /// Dimensions.
-    pub dims: usize,
-    /// Whether it was produced by the strategy file's model version.
-    pub current_model: bool,
-}
+use crate::strategy::score::{CalibrationConfig, Fallback, FeedbackLedger, Prediction, Shift};
+use crate::strategy::{EvalContext, Strategy, StrategySet};
+use crate::telemetry::{self, Outcome, Refusal};
 
 /// Decides requests against the index and the live strategy set.
 pub struct DecisionEngine {
@@ -195,65 +54,6 @@ pub struct DecisionEngine {
     calibration: CalibrationConfig,
     /// The tag system feedback is broken down by, with its vocabulary.
     groups: OnceLock<(u32, Arc<Taxonomy>)>,
-}
-
-/// Where one strategy's counts are in its set's [`Tally`]. The counters
-/// behind them are registered once per set (at its first counted decision,
-/// so that a recorder installed after the engine was built still gets
-/// them): looking a labelled counter up in the metrics registry on every
-/// match would cost more than matching.
-#[derive(Clone, Copy)]
-struct StrategySlots {
-    matched: u32,
-    /// The first of [`refusal::ALL`]'s slots; only for strategies with a
-    /// step that can refuse (not plain ones): large sets of plain strategies
-    /// would otherwise export 4 series each.
-    refused: Option<u32>,
-    /// The first of the experiment arms' slots (`Experiment::labels`), and
-    /// how many there are.
-    arms: (u32, u32),
-}
-
-/// A set's per-strategy counts: matches, refusals, experiment arms.
-struct StrategyCounts {
-    slots: Box<[StrategySlots]>,
-    tally: Tally,
-}
-
-impl StrategyCounts {
-    fn register(set: &StrategySet) -> Self {
-        let mut counters = Vec::new();
-        let mut slot = |c: metrics::Counter| {
-            counters.push(c);
-            (counters.len() - 1) as u32
-        };
-        let slots = set
-            .strategies()
-            .iter()
-            .map(|s| {
-                let matched = slot(metrics::counter!(telemetry::STRATEGY_MATCHES, "strategy" => s.id.clone()));
-                let refused = (!s.is_plain()).then(|| {
-                    refusal::ALL.map(|r| slot(metrics::counter!(telemetry::STRATEGY_REFUSALS, "strategy" => s.id.clone(), "reason" => r)))[0]
-                });
-                let arms: Vec<u32> = s
-                    .experiment
-                    .iter()
-                    .flat_map(|e| e.labels())
-                    .map(|arm| slot(metrics::counter!(telemetry::EXPERIMENT_ARMS, "strategy" => s.id.clone(), "arm" => arm.to_string())))
-                    .collect();
-                let arms = (arms.first().copied().unwrap_or(0), arms.len() as u32);
-                StrategySlots {
-                    matched,
-                    refused,
-                    arms,
-                }
-            })
-            .collect();
-        Self {
-            slots,
-            tally: Tally::new(counters),
-        }
-    }
 }
 
 /// The serving strategy set with its counters and calibration.
@@ -284,7 +84,7 @@ impl Live {
 #[derive(Debug, Default)]
 struct Settled<'s> {
     taken: Option<MatchedStrategy<&'s str>>,
-    refused: Option<&'static str>,
+    refused: Option<Refusal>,
     cap: Option<CapState>,
     score: Option<Prediction>,
     missing_vector: bool,
@@ -468,7 +268,7 @@ impl DecisionEngine {
                 take: false,
                 matches: Vec::new(),
                 cache_seconds: set.cache.unmatched_seconds,
-                outcome: telemetry::outcome::BLACKLISTED,
+                outcome: Outcome::Blacklisted,
             });
         }
         let today = self.clock.today();
@@ -549,10 +349,8 @@ impl DecisionEngine {
                         }
                         match settled.refused {
                             Some(r) => {
-                                if let Some(k) = refusal::ALL.iter().position(|x| *x == r)
-                                    && let Some(first) = c.refused
-                                {
-                                    row.add(first + k as u32);
+                                if let Some(first) = c.refused {
+                                    row.add(first + r as u32);
                                 }
                             }
                             None => row.add(c.matched),
@@ -596,19 +394,16 @@ impl DecisionEngine {
                 self.count_answers(set, u, answered, today);
             }
             let (outcome, cache_seconds) = if take {
-                (telemetry::outcome::TAKE, set.cache.matched_seconds)
+                (Outcome::Take, set.cache.matched_seconds)
             } else if usable == 0 {
                 // never let a placeholder id key the media's cache
-                (telemetry::outcome::NO_USABLE_ID, 0)
+                (Outcome::NoUsableId, 0)
             } else if capped {
-                (telemetry::outcome::CAPPED, set.cache.unmatched_seconds)
+                (Outcome::Capped, set.cache.unmatched_seconds)
             } else if known {
-                (telemetry::outcome::NO_MATCH, set.cache.unmatched_seconds)
+                (Outcome::NoMatch, set.cache.unmatched_seconds)
             } else {
-                (
-                    telemetry::outcome::UNKNOWN_DEVICE,
-                    set.cache.unknown_device_seconds,
-                )
+                (Outcome::UnknownDevice, set.cache.unknown_device_seconds)
             };
             Decision {
                 take,
@@ -619,33 +414,6 @@ impl DecisionEngine {
         });
         // the scratch released: `answer` may decide again
         answer(&decision)
-    }
-
-    /// Counts a taken answer in the user's profile under `keys` (the feedback
-    /// keys of the strategies taken whose caps count decisions) and, when the
-    /// user cap counts decisions, under the answers key. After the read lock
-    /// was released: this takes the shard's write lock.
-    fn count_answers(
-        &self,
-        set: &StrategySet,
-        user: UserId,
-        mut keys: Vec<crate::index::profile::ItemKey>,
-        today: Day,
-    ) {
-        if set.counts_every_answer() {
-            keys.push(crate::index::profile::ItemKey::answers());
-        }
-        if keys.is_empty() {
-            return;
-        }
-        let counted = self.index.update_in_place(user, |p| {
-            keys.iter()
-                .try_for_each(|k| p.add_count(*k, Action::Offer, today, 1))
-        });
-        if let Some(Err(e)) = counted {
-            // on the request path: never a log line per request at warn
-            tracing::debug!(error = %e, "answer not counted toward its cap");
-        }
     }
 
     /// Settles one audience match: frequency cap, then the model's score
@@ -668,7 +436,7 @@ impl DecisionEngine {
             let st = cap.strategy_state(profile, s.feedback_key, today);
             out.cap = Some(st);
             if st.reached() {
-                out.refused = Some(refusal::CAP);
+                out.refused = Some(Refusal::Cap);
                 return out;
             }
         }
@@ -677,14 +445,14 @@ impl DecisionEngine {
                 Some(p) => {
                     out.score = Some(p);
                     if score.passes(&p).is_err() {
-                        out.refused = Some(refusal::SCORE);
+                        out.refused = Some(Refusal::Score);
                         return out;
                     }
                 }
                 None => {
                     out.missing_vector = true;
                     if score.fallback == Fallback::Refuse {
-                        out.refused = Some(refusal::NO_VECTOR);
+                        out.refused = Some(Refusal::NoVector);
                         return out;
                     }
                 }
@@ -699,7 +467,7 @@ impl DecisionEngine {
             out.arm = Some(arm);
             match arm {
                 Arm::Holdout => {
-                    out.refused = Some(refusal::HOLDOUT);
+                    out.refused = Some(Refusal::Holdout);
                     return out;
                 }
                 Arm::Variant(i) => {
@@ -726,326 +494,6 @@ impl DecisionEngine {
         });
         out
     }
-
-    /// Decides a request and says, per strategy, why it matched or not, and
-    /// what each settling step (cap, score, experiment) said.
-    pub fn explain(&self, req: &DecisionRequest<'_>) -> Explanation {
-        let decision = self.decide_uncounted(req);
-        let live = self.live.load();
-        let set = live.set.clone();
-        let shifts = live.shifts.load();
-        let doubtful_ids = req.devices.iter().filter(|d| d.is_doubtful()).count();
-        let user_id = self.index.resolve(req.devices);
-        let blacklisted = self
-            .blacklist
-            .check(req.devices, user_id, self.clock.now_ms());
-        let today = self.clock.today();
-        let explain_with = |profile: &UserProfile, known_user: bool| {
-            let ctx = EvalContext {
-                profile,
-                known_user,
-                today,
-                os: req.os,
-            };
-            let verdicts = set
-                .strategies()
-                .iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    let failed = s.first_failing_clause(&ctx);
-                    let mut v = Verdict {
-                        strategy_id: s.id.to_string(),
-                        matched: failed.is_none(),
-                        failed_clause: failed.map(str::to_string),
-                        refused: None,
-                        cap: None,
-                        score: None,
-                        missing_vector: false,
-                        arm: None,
-                        bid_factor: None,
-                    };
-                    if failed.is_none() {
-                        let shift = shifts.get(i).copied().unwrap_or_default();
-                        let st = self.settle(
-                            &set,
-                            s,
-                            profile,
-                            (user_id.filter(|_| known_user), req.devices),
-                            req.experiments,
-                            today,
-                            shift,
-                        );
-                        v.matched = st.taken.is_some();
-                        v.bid_factor = st.taken.as_ref().map(|m| m.bid_factor);
-                        v.refused = st.refused;
-                        v.cap = st.cap;
-                        v.score = st.score;
-                        v.missing_vector = st.missing_vector;
-                        v.arm = st
-                            .arm
-                            .zip(s.experiment.as_ref())
-                            .map(|(a, e)| e.label(a).to_string());
-                    }
-                    v
-                })
-                .collect::<Vec<_>>();
-            let user_cap = set
-                .user_cap
-                .filter(|_| known_user)
-                .map(|c| c.user_state(profile, today));
-            let vector = profile.vector().map(|v| VectorInfo {
-                dims: v.dims(),
-                current_model: set.model.as_ref().is_some_and(|m| m.produced(&v)),
-            });
-            (verdicts, user_cap, vector)
-        };
-        let (verdicts, user_cap, vector) = user_id
-            .and_then(|u| self.index.with_profile(u, |p| explain_with(p, true)))
-            .unwrap_or_else(|| explain_with(&UserProfile::empty(), false));
-        Explanation {
-            user_id,
-            doubtful_ids,
-            strategy_version: set.version.clone(),
-            blacklisted,
-            user_cap,
-            vector,
-            decision,
-            verdicts,
-        }
-    }
-
-    /// Recomputes every scored strategy's calibration shift from the
-    /// feedback ledger (when calibration is enabled). Runs on the configured
-    /// cadence and on demand from the admin API; requests in flight keep the
-    /// old shifts.
-    pub fn recalibrate(&self) {
-        let live = self.live.load();
-        let shifts = shifts_for(&live.set, &self.ledger, &self.calibration);
-        live.shifts.store(Arc::new(shifts));
-        metrics::counter!(telemetry::MODEL_RECALIBRATIONS).increment(1);
-    }
-
-    /// Observed vs predicted rates and the applied shift, per live strategy
-    /// that is scored or has feedback, each with its rates per target group.
-    pub fn calibration_report(&self) -> Vec<CalibrationRow> {
-        self.calibration_rows(true)
-    }
-
-    /// [`Self::calibration_report`] without the rates per target group
-    /// (`by_group` left empty): what the metrics endpoint writes as gauges
-    /// at every scrape (see [`calibration::write_calibration`]), without
-    /// taking the ledger's group lock once per strategy.
-    pub fn calibration_rates(&self) -> Vec<CalibrationRow> {
-        self.calibration_rows(false)
-    }
-
-    fn calibration_rows(&self, by_group: bool) -> Vec<CalibrationRow> {
-        let live = self.live.load();
-        let shifts = live.shifts.load();
-        live.set
-            .strategies()
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
-                let sums = self.ledger.sums(s.feedback_key);
-                if sums.is_none() && s.score.is_none() {
-                    return None;
-                }
-                let sums = sums.unwrap_or_default();
-                Some(CalibrationRow {
-                    strategy_id: s.id.to_string(),
-                    scored: s.score.is_some(),
-                    observed_ctr: sums.observed_ctr(),
-                    predicted_ctr: sums.predicted_ctr(),
-                    observed_cvr: sums.observed_cvr(),
-                    predicted_cvr: sums.predicted_cvr(),
-                    shift: shifts.get(i).copied().unwrap_or_default(),
-                    by_group: if by_group {
-                        self.ledger.group_sums(s.feedback_key)
-                    } else {
-                        Vec::new()
-                    }
-                    .into_iter()
-                    .map(|(g, x)| GroupRates {
-                        group: self
-                            .groups
-                            .get()
-                            .and_then(|(_, t)| t.name_of(g))
-                            .map_or_else(|| format!("#{g}"), |(_, v)| v.to_string()),
-                        exposures: x.exposures,
-                        observed_ctr: x.observed_ctr(),
-                        predicted_ctr: x.predicted_ctr(),
-                        observed_cvr: x.observed_cvr(),
-                        predicted_cvr: x.predicted_cvr(),
-                    })
-                    .collect(),
-                    sums,
-                })
-            })
-            .collect()
-    }
-
-    /// The doubtful-id rule: ids a media flagged as doubtful are listed (when
-    /// `blacklist.list_flagged_doubtful_ids` is on), so that a request that
-    /// presents one of them as a clean id, from any media, is refused.
-    pub fn flag_doubtful_ids(&self, keys: &[DeviceKey]) {
-        if !self.blacklist.config().list_flagged_doubtful_ids {
-            return;
-        }
-        let now = self.clock.now_ms();
-        for k in keys.iter().filter(|k| !k.is_doubtful()) {
-            if self.blacklist.get(Listed::Device(*k), now).is_some() {
-                continue;
-            }
-            match self.blacklist.flag(Listed::Device(*k), Reason::DoubtfulId, now) {
-                Ok(_) => metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => Reason::DoubtfulId.label())
-                    .increment(1),
-                Err(e) => tracing::debug!(error = %e, "blacklist full; doubtful id not listed"),
-            }
-        }
-    }
-
-    /// Feeds one media feedback event (already applied to the index) to the
-    /// calibration ledger and the click-fraud rule.
-    fn observe_feedback(
-        &self,
-        subject: Subject,
-        action: Action,
-        strategy: crate::index::profile::ItemKey,
-        time_ms: i64,
-    ) {
-        let outcome = match action {
-            Action::Exposure => Outcome::Exposure,
-            Action::Click => Outcome::Click,
-            Action::Conversion => Outcome::Conversion,
-            _ => return,
-        };
-        let user = match subject {
-            Subject::User(u) => Some(u),
-            Subject::Device(d) => self.index.resolve(&[d]),
-        };
-        let live = self.live.load();
-        let set = &live.set;
-        let scored = set
-            .index_of_feedback_key(strategy)
-            .and_then(|i| Some((i as usize, set.strategies().get(i as usize)?)))
-            .and_then(|(i, s)| Some((i, s.score.as_ref()?, set.model.as_ref()?)));
-        let rule = self.blacklist.config().max_clicks_without_conversion;
-        let today = self.clock.today();
-        let mut flag = false;
-        let mut scored_by = None;
-        let mut group = None;
-        if let Some(u) = user {
-            self.index.with_profile(u, |p| {
-                if let Some((system, _)) = self.groups.get() {
-                    // tags are sorted, a system's are contiguous: its first one
-                    let tags = p.tags();
-                    let at = tags.partition_point(|t| (t >> 24) < *system);
-                    group = tags.get(at).copied().filter(|t| (t >> 24) == *system);
-                }
-                if let Some((i, score, model)) = scored
-                    && let Some(v) = p.vector().filter(|v| model.produced(v))
-                {
-                    let l = score.logits(&v);
-                    let shift = live.shifts.load().get(i).copied().unwrap_or_default();
-                    let (logit, shift) = match outcome {
-                        Outcome::Exposure => (l.ctr, shift.ctr),
-                        _ => (l.cvr, shift.cvr),
-                    };
-                    scored_by = Some(Scored {
-                        logit: logit.map(f64::from),
-                        served: logit
-                            .map(|x| crate::strategy::score::sigmoid(f64::from(x) + shift)),
-                    });
-                }
-                if outcome == Outcome::Click && rule > 0 {
-                    let clicks = p.feedback_total(Action::Click, today, today);
-                    let conversions = p.feedback_total(Action::Conversion, today, today);
-                    flag = clicks > rule && conversions == 0;
-                }
-            });
-        }
-        // only live strategies get a ledger entry: feedback naming arbitrary
-        // strategy ids must not grow it without bound
-        if set.index_of_feedback_key(strategy).is_some() {
-            self.ledger
-                .record(strategy, group, outcome, scored_by, time_ms);
-        }
-        if flag
-            && let Some(u) = user
-            && self
-                .blacklist
-                .get(Listed::User(u), self.clock.now_ms())
-                .is_none()
-        {
-            match self.blacklist.flag(Listed::User(u), Reason::ClicksWithoutConversion, self.clock.now_ms()) {
-                Ok(_) => metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => Reason::ClicksWithoutConversion.label()).increment(1),
-                Err(e) => tracing::warn!(error = %e, "blacklist full; click-fraud rule hit not listed"),
-            }
-        }
-    }
-
-    fn observe_control(&self, c: &ControlEvent) {
-        let now = self.clock.now_ms();
-        match *c {
-            ControlEvent::List {
-                listed,
-                reason,
-                time_ms,
-                ttl_seconds,
-            } => {
-                if reason == Reason::MediaFraud && !self.blacklist.config().media_fraud {
-                    return;
-                }
-                let ttl = ttl_seconds.map(Duration::from_secs);
-                let ttl_ms = ttl.map_or(self.blacklist.config().ttl_seconds as i64 * 1000, |t| {
-                    t.as_millis() as i64
-                });
-                // replayed from the topic's start: an entry already expired stays out
-                if time_ms.saturating_add(ttl_ms) <= now {
-                    return;
-                }
-                match self.blacklist.add(listed, reason, time_ms.min(now), ttl) {
-                    Ok(_) => {
-                        metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => reason.label())
-                            .increment(1)
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "blacklist full; control event not applied")
-                    }
-                }
-            }
-            ControlEvent::Unlist { listed } => {
-                self.blacklist.remove(listed);
-            }
-        }
-    }
-}
-
-impl EventObserver for DecisionEngine {
-    fn on_feedback(&self, f: &FeedbackEvent) {
-        self.observe_feedback(f.subject, f.action, f.strategy, f.time_ms);
-    }
-
-    fn on_control(&self, c: &ControlEvent) {
-        self.observe_control(c);
-    }
-}
-
-/// The shifts of a set's strategies from the ledger (zero when disabled).
-fn shifts_for(set: &StrategySet, ledger: &FeedbackLedger, cfg: &CalibrationConfig) -> Box<[Shift]> {
-    set.strategies()
-        .iter()
-        .map(|s| {
-            if !cfg.enabled || s.score.is_none() {
-                return Shift::default();
-            }
-            ledger
-                .sums(s.feedback_key)
-                .map(|x| x.shift(cfg.prior_events, cfg.max_shift))
-                .unwrap_or_default()
-        })
-        .collect()
 }
 
 /// Who experiments assign: the user, or an unknown device by its first usable id.
@@ -1080,203 +528,4 @@ fn restriction(set: &StrategySet, ids: &[&str]) -> Option<Vec<u32>> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::taxonomy::Taxonomy;
-    use crate::index::profile::ItemKey;
-    use crate::index::record::UserRecord;
-    use crate::ingest::event::FeedbackEvent;
-
-    const TODAY: Day = 2000;
-    const STRATEGIES: &str = include_str!("../../tests/fixtures/intel/strategies.toml");
-
-    fn engine(rules: BlacklistConfig) -> (DecisionEngine, DeviceKey) {
-        engine_with(STRATEGIES, rules)
-    }
-
-    fn engine_with(strategies: &str, rules: BlacklistConfig) -> (DecisionEngine, DeviceKey) {
-        let t = Taxonomy::default_taxonomy();
-        let rec: UserRecord = serde_json::from_str(
-            r#"{"user_id": 9, "devices": ["raw:imei:860000000000009"], "tags": {"target_group": ["urban_family"]}}"#,
-        )
-        .unwrap();
-        let index = Arc::new(UserIndex::default());
-        index.upsert(9, rec.to_profile(&t, TODAY).unwrap()).unwrap();
-        let set = StrategySet::from_toml(strategies, "intel", &t).unwrap();
-        let e = DecisionEngine::with_rules(
-            index,
-            set,
-            Clock::Fixed(TODAY),
-            rules,
-            CalibrationConfig::default(),
-        );
-        let device = crate::index::record::parse_device("raw:imei:860000000000009").unwrap();
-        (e, device)
-    }
-
-    fn req(d: &DeviceKey) -> DecisionRequest<'_> {
-        DecisionRequest {
-            devices: std::slice::from_ref(d),
-            os: Os::Android,
-            experiments: &[],
-            only_strategies: &[],
-        }
-    }
-
-    #[test]
-    fn the_request_rate_rule_lists_a_device_past_its_limit_and_only_traffic_counts() {
-        let (e, d) = engine(BlacklistConfig {
-            max_requests_per_second: 5,
-            ..Default::default()
-        });
-        for _ in 0..20 {
-            assert!(
-                e.decide_uncounted(&req(&d)).take,
-                "test traffic never counts"
-            );
-        }
-        for i in 0..5 {
-            assert!(e.decide(&req(&d)).take, "request {i} is within the limit");
-        }
-        let d6 = e.decide(&req(&d));
-        assert_eq!(
-            (d6.take, d6.outcome),
-            (false, telemetry::outcome::BLACKLISTED)
-        );
-        assert_eq!(
-            e.blacklist()
-                .get(Listed::Device(d), e.clock().now_ms())
-                .map(|x| x.reason),
-            Some(Reason::RequestRate)
-        );
-    }
-
-    #[test]
-    fn clicks_without_conversion_list_the_user_once_the_rule_is_passed() {
-        let (e, d) = engine(BlacklistConfig {
-            max_clicks_without_conversion: 2,
-            ..Default::default()
-        });
-        let now = e.clock().now_ms();
-        let click = |action| {
-            let ev = FeedbackEvent {
-                subject: Subject::User(9),
-                time_ms: now,
-                action,
-                strategy: ItemKey::strategy("capped"),
-            };
-            // the index first (as ingestion applies it), then the observer
-            e.index()
-                .update_in_place(9, |p| p.add_count(ev.strategy, action, TODAY, 1))
-                .unwrap()
-                .unwrap();
-            e.on_feedback(&ev);
-        };
-        click(Action::Click);
-        click(Action::Click);
-        assert!(e.decide(&req(&d)).take, "2 clicks: at the limit, not over");
-        click(Action::Click);
-        assert!(!e.decide(&req(&d)).take, "3 clicks, no conversion: listed");
-        assert_eq!(
-            e.blacklist().get(Listed::User(9), now).map(|x| x.reason),
-            Some(Reason::ClicksWithoutConversion)
-        );
-        // a converting user is not a click bot
-        let (e2, d2) = engine(BlacklistConfig {
-            max_clicks_without_conversion: 2,
-            ..Default::default()
-        });
-        e2.index()
-            .update_in_place(9, |p| {
-                p.add_count(ItemKey::strategy("capped"), Action::Conversion, TODAY, 1)
-            })
-            .unwrap()
-            .unwrap();
-        for _ in 0..5 {
-            e2.index()
-                .update_in_place(9, |p| {
-                    p.add_count(ItemKey::strategy("capped"), Action::Click, TODAY, 1)
-                })
-                .unwrap()
-                .unwrap();
-            e2.on_feedback(&FeedbackEvent {
-                subject: Subject::User(9),
-                time_ms: now,
-                action: Action::Click,
-                strategy: ItemKey::strategy("capped"),
-            });
-        }
-        assert!(e2.decide(&req(&d2)).take);
-    }
-
-    #[test]
-    fn media_flagged_doubtful_ids_are_listed_only_when_the_rule_is_on() {
-        let (off, d) = engine(BlacklistConfig::default());
-        off.flag_doubtful_ids(&[d]);
-        assert!(off.decide(&req(&d)).take);
-        let (on, d) = engine(BlacklistConfig {
-            list_flagged_doubtful_ids: true,
-            ..Default::default()
-        });
-        on.flag_doubtful_ids(&[d]);
-        let r = on.decide(&req(&d));
-        assert_eq!(r.outcome, telemetry::outcome::BLACKLISTED);
-    }
-
-    #[test]
-    fn control_events_list_and_unlist_and_expired_ones_are_skipped() {
-        let (e, d) = engine(BlacklistConfig::default());
-        let now = e.clock().now_ms();
-        let list = |time_ms, ttl_seconds| ControlEvent::List {
-            listed: Listed::Device(d),
-            reason: Reason::Operator,
-            time_ms,
-            ttl_seconds,
-        };
-        // an hour-long listing from two hours ago: replayed, already over
-        e.on_control(&list(now - 7_200_000, Some(3600)));
-        assert!(e.decide(&req(&d)).take);
-        e.on_control(&list(now - 1000, Some(3600)));
-        assert!(!e.decide(&req(&d)).take);
-        e.on_control(&ControlEvent::Unlist {
-            listed: Listed::Device(d),
-        });
-        assert!(e.decide(&req(&d)).take);
-    }
-
-    #[test]
-    fn a_cap_counting_decisions_holds_without_feedback_and_ignores_test_traffic() {
-        let src = "[[strategy]]\nid = \"c\"\ntarget_id = \"1\"\naudience = \"target_group in {urban_family}\"\ncap = { exposures = 2, days = 1, count = \"decisions\" }\n\n[[strategy]]\nid = \"free\"\ntarget_id = \"2\"\naudience = \"target_group in {urban_family}\"\n";
-        let (e, d) = engine_with(src, BlacklistConfig::default());
-        for _ in 0..5 {
-            assert_eq!(e.decide_uncounted(&req(&d)).matches.len(), 2);
-        }
-        for _ in 0..2 {
-            assert_eq!(e.decide(&req(&d)).matches.len(), 2);
-        }
-        let third = e.decide(&req(&d));
-        let ids: Vec<&str> = third.matches.iter().map(|m| &*m.strategy_id).collect();
-        assert_eq!(ids, ["free"], "the capped strategy answered twice today");
-        let offers = e
-            .index()
-            .with_profile(9, |p| {
-                p.count(ItemKey::strategy("c"), Action::Offer, TODAY, TODAY)
-            })
-            .unwrap();
-        assert_eq!(offers, 2);
-    }
-
-    #[test]
-    fn a_user_cap_counting_decisions_counts_one_per_answer_however_many_matched() {
-        let src = "[user_cap]\nexposures = 2\ncount = \"decisions\"\n\n[[strategy]]\nid = \"a\"\ntarget_id = \"1\"\naudience = \"target_group in {urban_family}\"\n\n[[strategy]]\nid = \"b\"\ntarget_id = \"2\"\naudience = \"target_group in {urban_family}\"\n";
-        let (e, d) = engine_with(src, BlacklistConfig::default());
-        for _ in 0..2 {
-            assert_eq!(e.decide(&req(&d)).matches.len(), 2);
-        }
-        let third = e.decide(&req(&d));
-        assert_eq!(
-            (third.take, third.outcome),
-            (false, telemetry::outcome::CAPPED)
-        );
-    }
-}
+mod tests;

@@ -48,6 +48,7 @@ use crate::index::UserIndex;
 use crate::index::profile::day_of;
 use crate::index::snapshot::{self, Offsets};
 use crate::telemetry;
+use crate::telemetry::event::{EventSkipped, SnapshotFailed, SnapshotWritten};
 
 /// One consumed topic.
 #[derive(Debug, Clone, Deserialize)]
@@ -595,8 +596,12 @@ impl ApplyLoop {
     ) {
         self.metrics[ti].skipped.increment(1);
         let name = &self.setup.kafka.topics[ti].name;
-        metrics::counter!(telemetry::INGEST_SKIPPED, "topic" => name.clone(), "reason" => reason.label()).increment(1);
-        tracing::warn!(topic = %name, partition, offset, reason = reason.label(), "skipping event");
+        EventSkipped {
+            topic: name,
+            position: (partition, offset),
+            reason: reason.label(),
+        }
+        .emit();
         self.dead.record(
             Origin {
                 topic: name,
@@ -656,10 +661,13 @@ impl ApplyLoop {
             snapshot::timed(|| snapshot::write(&cfg.dir, &self.index, &offsets, cfg.keep));
         match result {
             Ok(path) => {
-                metrics::counter!(telemetry::SNAPSHOTS, "result" => "ok").increment(1);
-                metrics::histogram!(telemetry::SNAPSHOT_DURATION).record(secs);
-                metrics::gauge!(telemetry::SNAPSHOT_LAST).set(now_ms() as f64 / 1000.0);
-                tracing::info!(path = %path.display(), users = self.index.users(), seconds = secs, "snapshot written");
+                SnapshotWritten {
+                    path: &path,
+                    users: self.index.users() as u64,
+                    seconds: secs,
+                    at_unix_seconds: now_ms() as f64 / 1000.0,
+                }
+                .emit();
                 // only now are these offsets safe to commit
                 let mut tpl = TopicPartitionList::new();
                 for ((topic, p), o) in &offsets {
@@ -672,8 +680,7 @@ impl ApplyLoop {
                 }
             }
             Err(e) => {
-                metrics::counter!(telemetry::SNAPSHOTS, "result" => "error").increment(1);
-                tracing::error!(error = %e, "snapshot failed; offsets not committed");
+                SnapshotFailed { error: &e }.emit();
             }
         }
     }

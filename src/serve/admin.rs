@@ -298,7 +298,6 @@ async fn blacklist_add(
     let ttl = body.ttl_seconds.map(std::time::Duration::from_secs);
     match node.engine.blacklist().add(listed, reason, now, ttl) {
         Ok(entry) => {
-            metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => reason.label()).increment(1);
             tracing::info!(
                 reason = reason.label(),
                 "blacklist entry added by an operator"

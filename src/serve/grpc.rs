@@ -11,7 +11,7 @@ use super::pb;
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
 use crate::domain::ids::{DeviceIdKind, DeviceKey};
 use crate::strategy::Os;
-use crate::telemetry;
+use crate::telemetry::event::DecisionAnswered;
 
 /// The gRPC service over a decision engine.
 #[derive(Clone)]
@@ -43,10 +43,12 @@ impl RtaGrpc {
         };
         Ok(self.engine.decide_with(&dreq, |decision| {
             let elapsed = started.elapsed();
-            metrics::counter!(telemetry::DECIDE_REQUESTS, "api" => api, "outcome" => decision.outcome)
-                .increment(1);
-            metrics::histogram!(telemetry::DECIDE_DURATION, "api" => api)
-                .record(elapsed.as_secs_f64());
+            DecisionAnswered {
+                api,
+                outcome: decision.outcome,
+                elapsed,
+            }
+            .emit();
             to_response(&req.request_id, decision, elapsed.as_micros())
         }))
     }

@@ -61,8 +61,11 @@ impl InvalidRequest {
 
     /// Counts it in metrics under `api`.
     pub fn count(&self, api: &'static str) {
-        metrics::counter!(crate::telemetry::INVALID_REQUESTS, "api" => api, "field" => self.field_label)
-            .increment(1);
+        crate::telemetry::event::RequestRejected {
+            api,
+            field: self.field_label,
+        }
+        .emit();
     }
 }
 

@@ -18,6 +18,7 @@ use crate::serve::tencent::{self, TencentConfig};
 use crate::serve::{admin, grpc::RtaGrpc, pb};
 use crate::strategy::{StrategyError, StrategySet};
 use crate::telemetry;
+use crate::telemetry::event::{StrategiesReloaded, StrategyReloadRejected};
 
 /// Where the strategy set is loaded and reloaded from.
 #[derive(Debug, Clone)]
@@ -86,13 +87,15 @@ impl Node {
                     strategies: set.strategies().len(),
                 };
                 self.engine.swap_strategies(set);
-                metrics::counter!(telemetry::STRATEGY_RELOADS, "result" => "ok").increment(1);
-                tracing::info!(version = %summary.version, strategies = summary.strategies, "strategies reloaded");
+                StrategiesReloaded {
+                    version: &summary.version,
+                    strategies: summary.strategies,
+                }
+                .emit();
                 Ok(summary)
             }
             Err(e) => {
-                metrics::counter!(telemetry::STRATEGY_RELOADS, "result" => "error").increment(1);
-                tracing::warn!(error = %e, "strategy reload rejected; the previous set keeps serving");
+                StrategyReloadRejected { error: &e }.emit();
                 Err(e)
             }
         }

@@ -3,6 +3,11 @@
 //! Names follow `rta_<noun>_<unit>`; labels are low-cardinality (api, outcome,
 //! strategy id), never a device or user id.
 
+pub mod event;
+pub mod label;
+
+pub use label::{IgnoredId, Outcome, Refusal};
+
 use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -57,38 +62,6 @@ pub const PINGS: &str = "rta_pings_total";
 /// Device ids a media protocol dropped before the decision, by `api`, `field`
 /// (the protocol's field name) and `reason` ([`ignored`]).
 pub const IGNORED_DEVICE_IDS: &str = "rta_ignored_device_ids_total";
-
-/// Reason label values of [`IGNORED_DEVICE_IDS`].
-pub mod ignored {
-    /// Present but not 32 hexadecimal characters.
-    pub const MALFORMED: &str = "malformed";
-    /// Listed by the media as doubtful (Tencent `doubtful_ids_list`).
-    pub const FLAGGED_DOUBTFUL: &str = "flagged_doubtful";
-    /// Beyond the number of ids of one kind the engine looks at.
-    pub const TOO_MANY: &str = "too_many";
-}
-
-/// Outcome label values of [`DECIDE_REQUESTS`].
-pub mod outcome {
-    /// At least one strategy matched.
-    pub const TAKE: &str = "take";
-    /// A known user matched no strategy.
-    pub const NO_MATCH: &str = "no_match";
-    /// No id resolved to a known user.
-    pub const UNKNOWN_DEVICE: &str = "unknown_device";
-    /// Every id was doubtful or none was given.
-    pub const NO_USABLE_ID: &str = "no_usable_id";
-    /// A device or the user is on the anti-cheat blacklist.
-    pub const BLACKLISTED: &str = "blacklisted";
-    /// The user reached the overall frequency cap.
-    pub const CAPPED: &str = "capped";
-    /// Not decided: more requests were in flight than allowed; the configured
-    /// default answer was sent at once.
-    pub const SHED: &str = "shed";
-    /// Not decided: the request's deadline passed first; the configured default
-    /// answer was sent.
-    pub const DEADLINE: &str = "deadline";
-}
 
 /// Events consumed, by `topic` and `result` (applied, skipped).
 pub const INGEST_EVENTS: &str = "rta_ingest_events_total";

@@ -75,7 +75,8 @@ mod config;
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
 use crate::domain::ids::{DeviceIdKind as Kind, DeviceKey};
 use crate::strategy::{BID_FACTOR_RANGE, Os};
-use crate::telemetry::{self, ignored, outcome};
+use crate::telemetry::event::{DecisionAnswered, DeviceIdIgnored};
+use crate::telemetry::{self, IgnoredId, Outcome};
 pub use config::{FactorField, FailMode, TENCENT_MAX_CACHE_SECONDS, TencentConfig};
 
 /// Generated types of the `tencent.ad.rta` protocol (proto/tencent/rta.proto).
@@ -166,7 +167,7 @@ impl Endpoint {
     fn default_response(
         &self,
         arrival: Instant,
-        reason: &'static str,
+        outcome: Outcome,
         request_id: Option<String>,
         api: &'static str,
     ) -> Response {
@@ -175,7 +176,12 @@ impl Endpoint {
             FailMode::FailClosed => code::DEFAULT_REFUSE,
         };
         let elapsed = arrival.elapsed();
-        count(api, reason, elapsed);
+        DecisionAnswered {
+            api,
+            outcome,
+            elapsed,
+        }
+        .emit();
         protobuf(&pb::RtaResponse {
             request_id,
             code: Some(code),
@@ -231,12 +237,12 @@ impl Endpoint {
 async fn admit(State(ep): State<Arc<Endpoint>>, mut req: Request, next: Next) -> Response {
     let arrival = Instant::now();
     let Ok(_permit) = ep.in_flight.try_acquire() else {
-        return ep.default_response(arrival, outcome::SHED, None, API);
+        return ep.default_response(arrival, Outcome::Shed, None, API);
     };
     req.extensions_mut().insert(Arrival(arrival));
     match tokio::time::timeout(ep.deadline, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ep.default_response(arrival, outcome::DEADLINE, None, API),
+        Err(_) => ep.default_response(arrival, Outcome::Deadline, None, API),
     }
 }
 
@@ -273,7 +279,7 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
     let api = if req.is_test() { API_TEST } else { API };
     if arrival.elapsed() >= ep.deadline {
         // queued past the budget: answering fast beats deciding late
-        return ep.default_response(arrival, outcome::DEADLINE, req.id, api);
+        return ep.default_response(arrival, Outcome::Deadline, req.id, api);
     }
     let translated = Translated::from_request(&req, api);
     let dreq = DecisionRequest {
@@ -285,7 +291,12 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
     let is_test = req.is_test();
     let respond = |decision: &Decision<&str>| {
         let elapsed = arrival.elapsed();
-        count(api, decision.outcome, elapsed);
+        DecisionAnswered {
+            api,
+            outcome: decision.outcome,
+            elapsed,
+        }
+        .emit();
         ep.to_response(req.id, decision, elapsed)
     };
     let response = if is_test {
@@ -309,11 +320,6 @@ fn body_rejected(rejection: &BytesRejection) -> Response {
     };
     InvalidRequest::new(field, field, rejection.body_text()).count(API);
     (status, format!("{field}: {}\n", rejection.body_text())).into_response()
-}
-
-fn count(api: &'static str, outcome: &'static str, elapsed: Duration) {
-    metrics::counter!(telemetry::DECIDE_REQUESTS, "api" => api, "outcome" => outcome).increment(1);
-    metrics::histogram!(telemetry::DECIDE_DURATION, "api" => api).record(elapsed.as_secs_f64());
 }
 
 fn protobuf(msg: &pb::RtaResponse) -> Response {
@@ -420,9 +426,8 @@ fn cached_kind(device: &Device) -> Option<Kind> {
     }
 }
 
-fn ignore(api: &'static str, field: &'static str, reason: &'static str) {
-    metrics::counter!(telemetry::IGNORED_DEVICE_IDS, "api" => api, "field" => field, "reason" => reason)
-        .increment(1);
+fn ignore(api: &'static str, field: &'static str, reason: IgnoredId) {
+    DeviceIdIgnored { api, field, reason }.emit();
 }
 
 /// The usable device keys of a request, with their kind, and the keys the
@@ -442,7 +447,7 @@ fn device_keys(device: &Device, api: &'static str) -> (Vec<(Kind, DeviceKey)>, V
             return;
         };
         if doubtful {
-            ignore(api, field, ignored::FLAGGED_DOUBTFUL);
+            ignore(api, field, IgnoredId::FlaggedDoubtful);
             if let Ok(key) = DeviceKey::from_md5_hex(value)
                 && !key.is_doubtful()
             {
@@ -452,7 +457,7 @@ fn device_keys(device: &Device, api: &'static str) -> (Vec<(Kind, DeviceKey)>, V
         }
         match DeviceKey::from_md5_hex(value) {
             Ok(key) => keys.push((kind, key)),
-            Err(_) => ignore(api, field, ignored::MALFORMED),
+            Err(_) => ignore(api, field, IgnoredId::Malformed),
         }
     };
     use DeviceIdTag as T;
@@ -477,7 +482,7 @@ fn device_keys(device: &Device, api: &'static str) -> (Vec<(Kind, DeviceKey)>, V
     let caid_doubtful = flagged(&[T::QaidDoubtful]);
     for (i, info) in device.qaid_infos.iter().enumerate() {
         if i >= MAX_QAID_INFOS {
-            ignore(api, "qaid_infos", ignored::TOO_MANY);
+            ignore(api, "qaid_infos", IgnoredId::TooMany);
             continue;
         }
         take(
@@ -696,7 +701,7 @@ mod tests {
             take: true,
             matches: vec![matched("a", "1", 1.5), pcvr, matched("c", "1", 2.0)],
             cache_seconds: 300,
-            outcome: outcome::TAKE,
+            outcome: Outcome::Take,
         };
         let r = ep.to_response(Some("id".into()), &d, Duration::from_micros(1500));
         assert_eq!(r.code, Some(code::TAKE));

@@ -1,0 +1,172 @@
+//! One type per observable event. Its `emit()` writes the counters (and the
+//! log line, where the event has one) with fixed labels, so a call site is one
+//! line and nobody has to remember which metric goes with which event.
+//! Device and user ids are never fields here: they must not reach a label or
+//! an info-level log.
+
+use std::time::Duration;
+
+use crate::telemetry::{self, IgnoredId, Outcome};
+
+/// A request decided (or answered by default) on one API.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionAnswered {
+    /// The API it came in on (`grpc`, `grpc_batch`, `tencent`, `tencent_test`).
+    pub api: &'static str,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// Server time from arrival to the answer.
+    pub elapsed: Duration,
+}
+
+impl DecisionAnswered {
+    /// Counts the decision and records its server time.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::DECIDE_REQUESTS, "api" => self.api, "outcome" => self.outcome.label())
+            .increment(1);
+        metrics::histogram!(telemetry::DECIDE_DURATION, "api" => self.api)
+            .record(self.elapsed.as_secs_f64());
+    }
+}
+
+/// A request refused as invalid, by the field at fault.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestRejected {
+    /// The API.
+    pub api: &'static str,
+    /// The field's name without indexes.
+    pub field: &'static str,
+}
+
+impl RequestRejected {
+    /// Counts the rejection.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::INVALID_REQUESTS, "api" => self.api, "field" => self.field)
+            .increment(1);
+    }
+}
+
+/// A device id a media protocol dropped before deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceIdIgnored {
+    /// The API.
+    pub api: &'static str,
+    /// The protocol field it came in.
+    pub field: &'static str,
+    /// Why it was dropped.
+    pub reason: IgnoredId,
+}
+
+impl DeviceIdIgnored {
+    /// Counts the dropped id.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::IGNORED_DEVICE_IDS, "api" => self.api, "field" => self.field, "reason" => self.reason.label())
+            .increment(1);
+    }
+}
+
+/// A device or user put on the anti-cheat blacklist (or its entry renewed).
+#[derive(Debug, Clone, Copy)]
+pub struct EntryBlacklisted {
+    /// The reason label of the entry (`operator`, `request_rate`, ...).
+    pub reason: &'static str,
+}
+
+impl EntryBlacklisted {
+    /// Counts the listing.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::BLACKLIST_LISTED, "reason" => self.reason).increment(1);
+        tracing::debug!(reason = self.reason, "blacklist entry added");
+    }
+}
+
+/// An ingested event skipped as invalid.
+#[derive(Debug, Clone)]
+pub struct EventSkipped<'a> {
+    /// The topic.
+    pub topic: &'a str,
+    /// Its partition and offset.
+    pub position: (i32, i64),
+    /// The skip reason label.
+    pub reason: &'static str,
+}
+
+impl EventSkipped<'_> {
+    /// Counts the skip and logs where it was.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::INGEST_SKIPPED, "topic" => self.topic.to_string(), "reason" => self.reason)
+            .increment(1);
+        let (partition, offset) = self.position;
+        tracing::warn!(topic = %self.topic, partition, offset, reason = self.reason, "skipping event");
+    }
+}
+
+/// A snapshot of the index written.
+#[derive(Debug, Clone)]
+pub struct SnapshotWritten<'a> {
+    /// Where.
+    pub path: &'a std::path::Path,
+    /// Users it holds.
+    pub users: u64,
+    /// How long writing took, seconds.
+    pub seconds: f64,
+    /// When it finished, Unix seconds.
+    pub at_unix_seconds: f64,
+}
+
+impl SnapshotWritten<'_> {
+    /// Counts it, records its duration and time, and logs it.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::SNAPSHOTS, "result" => "ok").increment(1);
+        metrics::histogram!(telemetry::SNAPSHOT_DURATION).record(self.seconds);
+        metrics::gauge!(telemetry::SNAPSHOT_LAST).set(self.at_unix_seconds);
+        tracing::info!(path = %self.path.display(), users = self.users, seconds = self.seconds, "snapshot written");
+    }
+}
+
+/// A snapshot that could not be written.
+#[derive(Debug)]
+pub struct SnapshotFailed<'a> {
+    /// Why.
+    pub error: &'a dyn std::error::Error,
+}
+
+impl SnapshotFailed<'_> {
+    /// Counts and logs the failure.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::SNAPSHOTS, "result" => "error").increment(1);
+        tracing::error!(error = %self.error, "snapshot failed; offsets not committed");
+    }
+}
+
+/// A strategy set reloaded and swapped in.
+#[derive(Debug, Clone, Copy)]
+pub struct StrategiesReloaded<'a> {
+    /// The new set's version.
+    pub version: &'a str,
+    /// Its live strategies.
+    pub strategies: usize,
+}
+
+impl StrategiesReloaded<'_> {
+    /// Counts and logs the reload.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::STRATEGY_RELOADS, "result" => "ok").increment(1);
+        tracing::info!(version = %self.version, strategies = self.strategies, "strategies reloaded");
+    }
+}
+
+/// A strategy reload rejected; the previous set keeps serving.
+#[derive(Debug)]
+pub struct StrategyReloadRejected<'a> {
+    /// Why.
+    pub error: &'a dyn std::error::Error,
+}
+
+impl StrategyReloadRejected<'_> {
+    /// Counts and logs the rejection.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::STRATEGY_RELOADS, "result" => "error").increment(1);
+        tracing::warn!(error = %self.error, "strategy reload rejected; the previous set keeps serving");
+    }
+}
