@@ -39,12 +39,20 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// The part of a file that ships: everything before its first `#[cfg(test)]`
-/// (test modules come last, or live in sibling `tests.rs` files).
+/// The part of a file that ships: everything before its test module, an
+/// unindented `#[cfg(test)]` followed by `mod ...` (test modules come last,
+/// or live in sibling `tests.rs` files). A `#[cfg(test)]` on an item inside
+/// the file does not end it.
 fn shipped_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines()
+    let lines: Vec<&str> = text.lines().collect();
+    let end = lines
+        .windows(2)
+        .position(|w| w[0] == "#[cfg(test)]" && w[1].starts_with("mod "))
+        .unwrap_or(lines.len());
+    lines
+        .into_iter()
+        .take(end)
         .enumerate()
-        .take_while(|(_, l)| l.trim() != "#[cfg(test)]")
         .map(|(n, l)| (n + 1, l))
 }
 
@@ -162,6 +170,13 @@ fn the_path_parser_sees_grouped_and_nested_imports() {
         ["decision"]
     );
     assert!(crate_paths("// use crate::serve::admin;").is_empty());
+}
+
+#[test]
+fn only_the_test_module_is_left_out() {
+    let text = "use crate::index::A;\n    #[cfg(test)]\n    fn hook() {}\nuse crate::strategy::B;\n#[cfg(test)]\nmod tests;\nuse crate::serve::C;\n";
+    let shipped: Vec<usize> = shipped_lines(text).map(|(n, _)| n).collect();
+    assert_eq!(shipped, [1, 2, 3, 4]);
 }
 
 #[test]

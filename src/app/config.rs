@@ -69,7 +69,7 @@ pub struct Config {
     pub blacklist: crate::decision::blacklist::BlacklistConfig,
     /// Online calibration of the dual-tower model from media feedback.
     #[serde(default)]
-    pub calibration: crate::strategy::score::CalibrationConfig,
+    pub calibration: crate::decision::ledger::CalibrationConfig,
 }
 
 /// Listen addresses and request limits.

@@ -3,6 +3,7 @@
 //! OS and the limits the media set.
 
 pub mod calendar;
+pub mod device_text;
 pub mod field;
 pub mod ids;
 pub mod limits;

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::ids::{DeviceIdKind, DeviceKey};
+use crate::domain::device_text::DeviceIdText;
+use crate::domain::ids::DeviceKey;
 use crate::domain::taxonomy::Taxonomy;
 use crate::index::UserId;
 use crate::index::profile::{
@@ -139,16 +140,10 @@ fn one() -> u16 {
 /// Parses a device id as written in records: 32 hex, or `raw:<kind>:<value>`.
 pub fn parse_device(s: &str) -> Result<DeviceKey, RecordError> {
     let err = |m: String| RecordError::Device(s.chars().take(8).collect(), m);
-    if let Some(rest) = s.strip_prefix("raw:") {
-        let (kind, value) = rest
-            .split_once(':')
-            .ok_or_else(|| err("expected raw:<kind>:<value>".into()))?;
-        let kind =
-            DeviceIdKind::from_name(kind).ok_or_else(|| err(format!("unknown kind `{kind}`")))?;
-        DeviceKey::from_raw(kind, value).map_err(|e| err(e.to_string()))
-    } else {
-        DeviceKey::from_md5_hex(s).map_err(|e| err(e.to_string()))
-    }
+    s.parse::<DeviceIdText>()
+        .map_err(|e| err(e.to_string()))?
+        .key()
+        .map_err(|e| err(e.to_string()))
 }
 
 fn state_code(field: StateField, name: &Option<String>) -> Result<u8, RecordError> {

@@ -17,6 +17,7 @@ use super::limits::MAX_DEVICE_IDS;
 use crate::decision::DecisionRequest;
 use crate::decision::blacklist::{Listed, Reason};
 use crate::index::record::{UserRecord, parse_device};
+use crate::serve::error::{ApiError, ErrorCode};
 use crate::serve::node::Node;
 use crate::strategy::Os;
 use crate::telemetry;
@@ -92,30 +93,13 @@ async fn strategies(State(node): State<Arc<Node>>) -> Json<StrategiesView> {
     })
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
-    error: String,
-}
-
 async fn reload(State(node): State<Arc<Node>>) -> Response {
     // compiling a large file takes milliseconds: keep it off the async workers
     let result = tokio::task::spawn_blocking(move || node.reload()).await;
     match result {
         Ok(Ok(summary)) => (StatusCode::OK, Json(summary)).into_response(),
-        Ok(Err(e)) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(ErrorBody {
-                error: e.to_string(),
-            }),
-        )
-            .into_response(),
-        Err(e) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(ErrorBody {
-                error: e.to_string(),
-            }),
-        )
-            .into_response(),
+        Ok(Err(e)) => ApiError::new(ErrorCode::Unprocessable, e.to_string()).into_response(),
+        Err(e) => ApiError::new(ErrorCode::Internal, e.to_string()).into_response(),
     }
 }
 
@@ -131,13 +115,7 @@ async fn user(State(node): State<Arc<Node>>, Path(device): Path<String>) -> Resp
     });
     match record {
         Some(r) => Json(r).into_response(),
-        None => (
-            StatusCode::NOT_FOUND,
-            Json(ErrorBody {
-                error: "no user has this device".into(),
-            }),
-        )
-            .into_response(),
+        None => ApiError::new(ErrorCode::NotFound, "no user has this device").into_response(),
     }
 }
 
@@ -169,15 +147,9 @@ async fn explain(State(node): State<Arc<Node>>, Query(q): Query<ExplainQuery>) -
             }
         }
     }
-    let os = match q.os.as_deref() {
-        None | Some("") => Os::Unknown,
-        Some("android") => Os::Android,
-        Some("ios") => Os::Ios,
-        Some("harmony") => Os::Harmony,
-        Some("other") => Os::Other,
-        Some(o) => {
-            return InvalidRequest::new("os", "os", format!("unknown os `{o}`")).into_response();
-        }
+    let os = match q.os.as_deref().unwrap_or("").parse::<Os>() {
+        Ok(os) => os,
+        Err(e) => return InvalidRequest::new("os", "os", e.to_string()).into_response(),
     };
     let explanation = node.engine.explain(&DecisionRequest {
         devices: &devices,
@@ -304,13 +276,7 @@ async fn blacklist_add(
             );
             (StatusCode::CREATED, Json(entry)).into_response()
         }
-        Err(e) => (
-            StatusCode::INSUFFICIENT_STORAGE,
-            Json(ErrorBody {
-                error: e.to_string(),
-            }),
-        )
-            .into_response(),
+        Err(e) => ApiError::new(ErrorCode::ResourceExhausted, e.to_string()).into_response(),
     }
 }
 
@@ -323,13 +289,7 @@ async fn blacklist_remove(State(node): State<Arc<Node>>, Query(q): Query<Subject
         tracing::info!("blacklist entry removed by an operator");
         StatusCode::NO_CONTENT.into_response()
     } else {
-        (
-            StatusCode::NOT_FOUND,
-            Json(ErrorBody {
-                error: "not on the blacklist".into(),
-            }),
-        )
-            .into_response()
+        ApiError::new(ErrorCode::NotFound, "not on the blacklist").into_response()
     }
 }
 

@@ -126,11 +126,7 @@ fn parse_request(req: &pb::DecideRequest, prefix: &str) -> Result<Parsed, Invali
         devices.push(key);
     }
     let os = match pb::Os::try_from(req.os) {
-        Ok(pb::Os::Android) => Os::Android,
-        Ok(pb::Os::Ios) => Os::Ios,
-        Ok(pb::Os::Harmony) => Os::Harmony,
-        Ok(pb::Os::Other) => Os::Other,
-        Ok(pb::Os::Unspecified) => Os::Unknown,
+        Ok(os) => Os::from(os),
         Err(_) => {
             return Err(InvalidRequest::new(
                 "os",
@@ -191,5 +187,29 @@ impl pb::rta_service_server::RtaService for RtaGrpc {
             responses.push(self.decide_one(req, &format!("requests[{i}]."), "grpc_batch")?);
         }
         Ok(Response::new(pb::BatchDecideResponse { responses }))
+    }
+}
+
+impl From<pb::Os> for Os {
+    fn from(os: pb::Os) -> Self {
+        match os {
+            pb::Os::Unspecified => Os::Unknown,
+            pb::Os::Android => Os::Android,
+            pb::Os::Ios => Os::Ios,
+            pb::Os::Harmony => Os::Harmony,
+            pb::Os::Other => Os::Other,
+        }
+    }
+}
+
+impl From<Os> for pb::Os {
+    fn from(os: Os) -> Self {
+        match os {
+            Os::Unknown => pb::Os::Unspecified,
+            Os::Android => pb::Os::Android,
+            Os::Ios => pb::Os::Ios,
+            Os::Harmony => pb::Os::Harmony,
+            Os::Other => pb::Os::Other,
+        }
     }
 }

@@ -1,9 +1,11 @@
 //! Wire formats only: each submodule translates its protocol to a
 //! [`DecisionRequest`](crate::decision::DecisionRequest) and the
 //! [`Decision`](crate::decision::Decision) back. Invalid input becomes one
-//! [`InvalidRequest`] that maps to `INVALID_ARGUMENT` / HTTP 400 in one place.
+//! [`InvalidRequest`]; every API error is an [`error::ApiError`] whose code
+//! maps to a gRPC and an HTTP status in one place.
 
 pub mod admin;
+pub mod error;
 pub mod grpc;
 pub mod node;
 pub mod runtime;
@@ -71,12 +73,13 @@ impl InvalidRequest {
 
 impl From<InvalidRequest> for tonic::Status {
     fn from(e: InvalidRequest) -> Self {
-        tonic::Status::invalid_argument(e.to_string())
+        error::ApiError::from(e).into()
     }
 }
 
 impl axum::response::IntoResponse for InvalidRequest {
+    /// The admin API's answer: 400 with a JSON body naming the field.
     fn into_response(self) -> axum::response::Response {
-        (axum::http::StatusCode::BAD_REQUEST, self.to_string()).into_response()
+        error::ApiError::from(self).into_response()
     }
 }

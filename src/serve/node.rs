@@ -188,32 +188,8 @@ pub async fn start_with(
     opts: &ServeOptions,
     tencent: &TencentConfig,
 ) -> Result<Running, ServeError> {
-    let grpc_listener =
-        TcpListener::bind(opts.grpc_addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: opts.grpc_addr,
-                source,
-            })?;
-    let http_listener =
-        TcpListener::bind(opts.http_addr)
-            .await
-            .map_err(|source| ServeError::Bind {
-                addr: opts.http_addr,
-                source,
-            })?;
-    let grpc_addr = grpc_listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind {
-            addr: opts.grpc_addr,
-            source,
-        })?;
-    let http_addr = http_listener
-        .local_addr()
-        .map_err(|source| ServeError::Bind {
-            addr: opts.http_addr,
-            source,
-        })?;
+    let (grpc_listener, grpc_addr) = bind(opts.grpc_addr).await?;
+    let (http_listener, http_addr) = bind(opts.http_addr).await?;
     let (shutdown, rx) = watch::channel(false);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -292,6 +268,14 @@ pub async fn start_with(
         shutdown,
         tasks: vec![grpc_task, http_task, gauges_task],
     })
+}
+
+/// Binds `addr` and reads back the address bound (port 0 picks one).
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError> {
+    let bind_error = |source| ServeError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
+    let bound = listener.local_addr().map_err(bind_error)?;
+    Ok((listener, bound))
 }
 
 async fn wait_for(mut rx: watch::Receiver<bool>) {

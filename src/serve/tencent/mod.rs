@@ -69,6 +69,7 @@ use prost::Message;
 use tokio::sync::Semaphore;
 
 use super::InvalidRequest;
+use super::error::{ApiError, ErrorCode};
 use super::limits::MAX_EXPERIMENTS;
 mod config;
 
@@ -265,7 +266,7 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
                 format!("not a tencent.ad.rta.RtaRequest: {e}"),
             );
             e.count(API);
-            return e.into_response();
+            return ApiError::from(e).into_plain_response();
         }
     };
     if req.is_ping() {
@@ -312,14 +313,18 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
 }
 
 fn body_rejected(rejection: &BytesRejection) -> Response {
-    let status = rejection.status();
-    let field = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "body_size"
+    let (field, code) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ("body_size", ErrorCode::TooLarge)
     } else {
-        "body"
+        ("body", ErrorCode::InvalidArgument)
     };
-    InvalidRequest::new(field, field, rejection.body_text()).count(API);
-    (status, format!("{field}: {}\n", rejection.body_text())).into_response()
+    let invalid = InvalidRequest::new(field, field, rejection.body_text());
+    invalid.count(API);
+    ApiError {
+        code,
+        ..ApiError::from(invalid)
+    }
+    .into_plain_response()
 }
 
 fn protobuf(msg: &pb::RtaResponse) -> Response {
