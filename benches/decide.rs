@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rta_engine::decision::blacklist::{BlacklistConfig, Listed, Reason};
+use rta_engine::decision::ledger::CalibrationConfig;
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
 use rta_engine::demo::DEMO_STRATEGIES;
 use rta_engine::domain::ids::DeviceKey;
@@ -39,7 +40,6 @@ use rta_engine::domain::os::Os;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::profile::{UserVector, model_tag};
 use rta_engine::strategy::StrategySet;
-use rta_engine::strategy::score::CalibrationConfig;
 use rta_engine::telemetry;
 use rta_testkit::generate;
 

@@ -40,6 +40,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rta_engine::decision::blacklist::{BlacklistConfig, Listed};
+use rta_engine::decision::ledger::CalibrationConfig;
 use rta_engine::decision::{Clock, DecisionEngine, DecisionRequest};
 use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
 use rta_engine::domain::taxonomy::Taxonomy;
@@ -50,7 +51,7 @@ use rta_engine::ingest::kafka::{
     self, DeadLetterConfig, IngestSetup, KafkaConfig, RetentionConfig, TopicConfig,
 };
 use rta_engine::ingest::pb;
-use rta_engine::strategy::score::{CalibrationConfig, sigmoid};
+use rta_engine::strategy::score::sigmoid;
 use rta_engine::strategy::{Os, StrategySet};
 
 /// The server's allocator (`rta-engine`'s), so that what this measures

@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use crate::decision::DecisionEngine;
+use crate::decision::ledger::{CalibrationConfig, FeedbackLedger};
 use crate::strategy::StrategySet;
-use crate::strategy::score::{CalibrationConfig, FeedbackLedger};
 use crate::telemetry;
 use serde::Serialize;
 
-use crate::strategy::score::{FeedbackSums, Shift};
+use crate::decision::ledger::FeedbackSums;
+use crate::strategy::score::Shift;
 use crate::telemetry::{MODEL_CALIBRATION_SHIFT, MODEL_OBSERVED_RATE, MODEL_PREDICTED_RATE};
 
 /// Observed vs predicted rates of one strategy, for `/metrics` and the admin API.

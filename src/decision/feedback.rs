@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use crate::decision::DecisionEngine;
 use crate::decision::blacklist::{Listed, Reason};
+use crate::decision::ledger::{Outcome, Scored};
 use crate::decision::observer::{ControlEvent, EventObserver, FeedbackEvent, Subject};
 use crate::domain::ids::DeviceKey;
 use crate::index::profile::Action;
-use crate::strategy::score::{Outcome, Scored};
 
 impl DecisionEngine {
     /// The doubtful-id rule: ids a media flagged as doubtful are listed (when

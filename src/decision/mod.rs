@@ -22,6 +22,7 @@ pub mod calibration;
 mod counts;
 mod explain;
 mod feedback;
+pub mod ledger;
 pub mod observer;
 mod request;
 pub mod tally;
@@ -33,6 +34,7 @@ pub use request::{Decision, DecisionRequest, MatchedStrategy};
 
 use crate::decision::blacklist::{Blacklist, BlacklistConfig, Reason};
 pub use crate::decision::calibration::{CalibrationRow, GroupRates};
+use crate::decision::ledger::{CalibrationConfig, FeedbackLedger};
 pub use crate::domain::calendar::Clock;
 use crate::domain::ids::DeviceKey;
 use crate::domain::taxonomy::Taxonomy;
@@ -40,7 +42,7 @@ use crate::index::profile::{Day, UserProfile};
 use crate::index::{UserId, UserIndex};
 use crate::strategy::experiment::{self, Arm};
 use crate::strategy::frequency::CapState;
-use crate::strategy::score::{CalibrationConfig, Fallback, FeedbackLedger, Prediction, Shift};
+use crate::strategy::score::{Fallback, Prediction, Shift};
 use crate::strategy::{EvalContext, Strategy, StrategySet};
 use crate::telemetry::{self, Outcome, Refusal};
 

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::taxonomy::Taxonomy;
-use crate::index::profile::Day;
+use crate::index::profile::{Action, Attr, Day, ItemKey, StateField, UserProfile};
 use crate::strategy::{LinearMatcher, Os, StrategySet};
 
 const TODAY: Day = 2518;
