@@ -194,6 +194,23 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
         .await
         .unwrap();
     assert_eq!(bad.status(), 400);
+    // admin errors are JSON naming the field, like every other admin error
+    let body: serde_json::Value = bad.json().await.expect("a JSON error body");
+    assert_eq!(body["field"], "device[0]");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("device[0]: ")),
+        "{body}"
+    );
+    let bad_os = http
+        .get(node.http_url(&format!("/explain?device={}&os=windows", plain_md5("x"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_os.status(), 400);
+    let body: serde_json::Value = bad_os.json().await.expect("a JSON error body");
+    assert_eq!(body["field"], "os");
     node.running.shutdown().await;
 }
 
