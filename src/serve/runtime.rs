@@ -9,7 +9,7 @@
 //! first in, first out; with more, a multi-thread runtime with the LIFO slot
 //! turned off (a `tokio_unstable` switch, which `.cargo/config.toml` sets; a
 //! build without the flag still works, only with one write per answer). The
-//! effect is measured in the README's Performance section.
+//! effect is measured in docs/performance.md.
 
 use std::io;
 
