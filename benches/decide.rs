@@ -5,7 +5,7 @@
 //! as in the server, so per-strategy match counters cost what they cost there.
 //!
 //! Population: the 1 M-user demo population (seed 42). Strategy sets: the 7
-//! demo strategies, 1,000 generated ones (`strategy::generate`, seed 7), and
+//! demo strategies, 1,000 generated ones (`rta_testkit::generate`, seed 7), and
 //! `demo_intelligence`: the demo strategies each with a 32-dimension
 //! dual-tower score (both heads, thresholds, value-driven bid), a frequency
 //! cap and a three-arm experiment, an overall cap, the request-rate rule on

@@ -3,7 +3,7 @@
 //! and `index` (`StrategySet::matching`, the `IndexedMatcher` that serves),
 //! on two workloads.
 //!
-//! `matching`: strategies from `strategy::generate` (seed 7, default mix: 2 %
+//! `matching`: strategies from `rta_testkit::generate` (seed 7, default mix: 2 %
 //! broad, the rest narrow, all on the one demo catalogue), loaded through
 //! `StrategySet::from_toml`; each smaller set is a prefix of the larger ones.
 //! Users are generated users of the demo population (seed 42) picked by how

@@ -14,7 +14,7 @@
 //! one demo catalogue, so a typical user matches ~2 % of them (19 of 1,000);
 //! `per-advertiser` runs 100 strategies per advertiser over each advertiser's
 //! own items and first-party tags, with users who are customers of 2-3 of the
-//! advertisers (`strategy::generate::Workload::PerAdvertiser`), so what a
+//! advertisers (`rta_testkit::generate::Workload::PerAdvertiser`), so what a
 //! user matches stays a handful however many advertisers there are.
 //!
 //! `--unknown 0.5` makes half the requests for devices the index does not
@@ -75,7 +75,7 @@ struct Cli {
     workload: StrategyWorkload,
 }
 
-/// The generated strategy workloads (`strategy::generate::Workload`).
+/// The generated strategy workloads (`rta_testkit::generate::Workload`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum StrategyWorkload {
     /// One shared catalogue: matches grow with the number of strategies.

@@ -211,6 +211,15 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
     assert_eq!(bad_os.status(), 400);
     let body: serde_json::Value = bad_os.json().await.expect("a JSON error body");
     assert_eq!(body["field"], "os");
+    // so is a query axum itself rejects (no device parameter at all)
+    let no_device = http
+        .get(node.http_url("/explain?os=android"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_device.status(), 400);
+    let body: serde_json::Value = no_device.json().await.expect("a JSON error body");
+    assert_eq!(body["field"], "query");
     node.running.shutdown().await;
 }
 

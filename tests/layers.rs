@@ -56,45 +56,134 @@ fn shipped_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
         .map(|(n, l)| (n + 1, l))
 }
 
-/// The first-level modules a line names through `crate::`, including those
-/// in a grouped import such as `use crate::{index::UserIndex, domain::ids}`.
-fn crate_paths(line: &str) -> Vec<String> {
-    let code = line.split("//").next().unwrap_or("");
-    let mut found = Vec::new();
-    let mut rest = code;
-    while let Some(at) = rest.find("crate::") {
-        let after = &rest[at + "crate::".len()..];
-        if let Some(group) = after.strip_prefix('{') {
-            let end = group.find('}').unwrap_or(group.len());
-            for item in group[..end].split(',') {
-                let name: String = item
-                    .trim()
-                    .chars()
-                    .take_while(|c| c.is_alphanumeric() || *c == '_')
-                    .collect();
+/// `text` without `//` comments (a `//` inside a string literal is kept).
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        let mut in_string = false;
+        let mut prev = ' ';
+        let mut cut = line.len();
+        for (i, c) in line.char_indices() {
+            if c == '"' && prev != '\\' {
+                in_string = !in_string;
+            }
+            if !in_string && c == '/' && prev == '/' {
+                cut = i - 1;
+                break;
+            }
+            prev = c;
+        }
+        out.push_str(&line[..cut]);
+        out.push('\n');
+    }
+    out
+}
+
+fn ident(s: &str) -> String {
+    s.trim_start()
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
+}
+
+/// The first name of each item of a `{...}` group starting at `group[0]`
+/// (nested groups and line breaks included), and where the group ends.
+fn group_heads(group: &str) -> (Vec<String>, usize) {
+    let mut heads = Vec::new();
+    let (mut depth, mut item_start) = (0usize, 1usize);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' | ',' if depth == 1 => {
+                let name = ident(&group[item_start..i]);
                 if !name.is_empty() {
-                    found.push(name);
+                    heads.push(name);
+                }
+                item_start = i + 1;
+                if c == '}' {
+                    return (heads, i + 1);
                 }
             }
-        } else {
-            let name: String = after
-                .chars()
-                .take_while(|c| c.is_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.push(name);
-            }
+            '}' => depth -= 1,
+            _ => {}
         }
-        rest = after;
+    }
+    (heads, group.len())
+}
+
+/// The first-level modules `code` names through `crate::`, including every
+/// item of a grouped import such as `use crate::{index::UserIndex, domain::{ids, os}}`
+/// written over several lines.
+fn crate_paths(code: &str) -> Vec<String> {
+    crate_paths_at(&without_comments(code))
+        .into_iter()
+        .map(|(_, name)| name)
+        .collect()
+}
+
+/// [`crate_paths`] of comment-free `code`, each with its byte offset.
+fn crate_paths_at(code: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("crate::").map(|i| i + from) {
+        let start = at + "crate::".len();
+        let after = &code[start..];
+        if after.starts_with('{') {
+            let (heads, end) = group_heads(after);
+            found.extend(heads.into_iter().map(|h| (at, h)));
+            from = start + end;
+        } else {
+            let name = ident(after);
+            if !name.is_empty() {
+                found.push((at, name));
+            }
+            from = start;
+        }
     }
     found
 }
 
-/// A file's own first-level module: `src/index/profile/mod.rs` -> `index`.
-fn module_of(src: &Path, file: &Path) -> Option<String> {
+/// The first-level modules `super::` paths reach from a file whose module
+/// path is `module` (`src/serve/mod.rs` is `[serve]`; `super::app` there is
+/// `crate::app`). Paths that stay inside the file's own first-level module
+/// are left out.
+fn super_paths(code: &str, module: &[String]) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
+    let mut from = 0;
+    while let Some(at) = code[from..].find("super::").map(|i| i + from) {
+        let mut after = &code[at..];
+        let mut ups = 0;
+        while let Some(r) = after.strip_prefix("super::") {
+            ups += 1;
+            after = r;
+        }
+        if ups >= module.len() {
+            let name = ident(after);
+            if !name.is_empty() {
+                found.push((at, name));
+            }
+        }
+        from = code.len() - after.len();
+    }
+    found
+}
+
+/// A file's module path: `src/index/profile/mod.rs` -> `[index, profile]`,
+/// `src/decision/feedback.rs` -> `[decision, feedback]`.
+fn module_path(src: &Path, file: &Path) -> Option<Vec<String>> {
     let rel = file.strip_prefix(src).ok()?;
-    let first = rel.components().next()?.as_os_str().to_str()?;
-    Some(first.trim_end_matches(".rs").to_string())
+    let mut parts: Vec<String> = rel
+        .components()
+        .map(|c| {
+            c.as_os_str()
+                .to_str()
+                .map(|s| s.trim_end_matches(".rs").to_string())
+        })
+        .collect::<Option<_>>()?;
+    if parts.last().is_some_and(|p| p == "mod") {
+        parts.pop();
+    }
+    Some(parts)
 }
 
 #[test]
@@ -112,7 +201,10 @@ fn library_imports_point_down_the_layers() {
     let mut violations = Vec::new();
     let mut checked = 0;
     for file in &files {
-        let Some(own) = module_of(&src, file) else {
+        let Some(module) = module_path(&src, file) else {
+            continue;
+        };
+        let Some(own) = module.first().cloned() else {
             continue;
         };
         if own == "lib" || own == "main" {
@@ -129,21 +221,25 @@ fn library_imports_point_down_the_layers() {
             continue;
         };
         let text = fs::read_to_string(file).expect("source file is readable");
-        for (line_no, line) in shipped_lines(&text) {
-            for target in crate_paths(line) {
-                checked += 1;
-                if target == own {
-                    continue;
-                }
-                match rank(&target) {
-                    Some(r) if r < own_rank => {}
-                    Some(_) => violations.push(format!(
-                        "{}:{line_no}: `{own}` imports `crate::{target}`, which is not below it",
-                        file.display()
-                    )),
-                    // a crate-root item such as a macro, or a private module: not a layer
-                    None => {}
-                }
+        let shipped: Vec<&str> = shipped_lines(&text).map(|(_, l)| l).collect();
+        let code = without_comments(&shipped.join("\n"));
+        let paths = crate_paths_at(&code)
+            .into_iter()
+            .chain(super_paths(&code, &module));
+        for (at, target) in paths {
+            checked += 1;
+            if target == own {
+                continue;
+            }
+            let line_no = code[..at].matches('\n').count() + 1;
+            match rank(&target) {
+                Some(r) if r < own_rank => {}
+                Some(_) => violations.push(format!(
+                    "{}:{line_no}: `{own}` imports `crate::{target}`, which is not below it",
+                    file.display()
+                )),
+                // a crate-root item such as a macro, or a private module: not a layer
+                None => {}
             }
         }
     }
@@ -156,6 +252,26 @@ fn library_imports_point_down_the_layers() {
         "upward imports:\n{}",
         violations.join("\n")
     );
+}
+
+#[test]
+fn grouped_imports_over_several_lines_and_nested_groups_are_read_whole() {
+    let code = "use crate::{\n    decision::{Decision, DecisionEngine},\n    // crate::app\n    index::UserIndex,\n};\nlet s = \"// not a comment\"; crate::serve::x();\n";
+    assert_eq!(crate_paths(code), ["decision", "index", "serve"]);
+}
+
+#[test]
+fn super_paths_that_reach_the_crate_root_are_imports_of_a_layer() {
+    let top = ["serve".to_string()];
+    let nested = ["serve".to_string(), "tencent".to_string()];
+    let code = "use super::app::config;\nuse super::super::decision::X;\n";
+    let names = |m: &[String]| -> Vec<String> {
+        super_paths(code, m).into_iter().map(|(_, n)| n).collect()
+    };
+    // from src/serve/mod.rs, `super::` is the crate root
+    assert_eq!(names(&top), ["app", "decision"]);
+    // from src/serve/tencent/mod.rs, only `super::super::` is
+    assert_eq!(names(&nested), ["decision"]);
 }
 
 #[test]

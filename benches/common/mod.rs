@@ -90,7 +90,7 @@ pub fn unknown_devices(n: usize) -> Vec<DeviceKey> {
 
 /// A customer of two or three of the advertisers `among` in the per-advertiser
 /// strategy workload: population user `user` with its behaviour moved onto
-/// them (`strategy::generate::advertiser_customer`).
+/// them (`rta_testkit::generate::advertiser_customer`).
 pub fn customer(taxonomy: &Taxonomy, user: UserId, among: std::ops::Range<u32>) -> UserProfile {
     rta_testkit::generate::advertiser_customer(SEED, user, today(), taxonomy, among)
         .expect("generated customers fit a profile")

@@ -88,7 +88,6 @@ impl Recorder {
     }
 
     /// Tallies one request's outcome in the phase of its scheduled instant.
-    /// Tallies one request's outcome in the phase of its scheduled instant.
     pub(crate) fn record(
         &self,
         scheduled: Instant,

@@ -1,4 +1,4 @@
-//! The composition root: configuration from file, environment and flags
+//! The composition root: configuration from the file and the command line
 //! ([`config`]), and the order in which a node starts and stops ([`start`],
 //! [`App::stop`]), so that `main.rs` keeps the command line only and tests
 //! can start and stop a whole node.
@@ -189,8 +189,19 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
                 observer: Some(engine.clone()),
             };
             let (idx, tax) = (index.clone(), taxonomy.clone());
-            let ingest =
-                tokio::task::spawn_blocking(move || kafka::start(setup, idx, tax)).await??;
+            let started = tokio::task::spawn_blocking(move || kafka::start(setup, idx, tax))
+                .await
+                .map_err(StartError::from)
+                .and_then(|r| r.map_err(StartError::from));
+            let ingest = match started {
+                Ok(ingest) => ingest,
+                Err(e) => {
+                    // nothing may be left listening or saving after a failed start
+                    running.shutdown().await;
+                    upkeep.stop().await;
+                    return Err(e);
+                }
+            };
             let mut caught_up = ingest.caught_up_signal();
             let ready_node = node.clone();
             tokio::spawn(async move {
@@ -212,7 +223,7 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         http = %running.http_addr,
         strategies = set.strategies().len(),
         version = %set.version,
-        "rta-engine listening: gRPC rta.v1.RtaService, health, reflection; HTTP POST /rta/tencent, /metrics /healthz /readyz /strategies /users/<device> /explain"
+        "rta-engine ready: gRPC rta.v1.RtaService, health, reflection; HTTP POST /rta/tencent, /metrics /healthz /readyz /strategies /users/<device> /explain"
     );
     Ok(App {
         node,
@@ -255,9 +266,6 @@ async fn restore_snapshot(cfg: &Config, index: &Arc<UserIndex>) -> Result<Offset
     .await??;
     Ok(match restored {
         Some(r) => {
-            for s in &r.skipped {
-                tracing::warn!(skipped = %s, "snapshot skipped");
-            }
             tracing::info!(
                 users = r.users,
                 path = %r.path.display(),

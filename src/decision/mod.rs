@@ -232,9 +232,8 @@ impl DecisionEngine {
         let now = self.clock.now_ms();
         if rate_rule {
             for d in req.devices.iter().filter(|d| !d.is_doubtful()) {
-                if self.blacklist.note_request(d, now) {
-                    tracing::debug!(rule = "request_rate", "device blacklisted");
-                }
+                // a listing is counted and logged by the blacklist itself
+                self.blacklist.note_request(d, now);
             }
         }
         self.blacklist.check(req.devices, user, now)

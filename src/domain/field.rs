@@ -1,6 +1,6 @@
 //! One error for a configuration value out of range, whichever section it is
 //! in (server, blacklist, calibration, a media endpoint) and whichever source
-//! set it (file, environment, flag): it names the key as the file spells it.
+//! set it (the file or a flag): it names the key as the file spells it.
 
 /// A configuration value that is out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -103,7 +104,7 @@ async fn reload(State(node): State<Arc<Node>>) -> Response {
     }
 }
 
-async fn user(State(node): State<Arc<Node>>, Path(device): Path<String>) -> Response {
+async fn user(State(node): State<Arc<Node>>, AdminPath(device): AdminPath<String>) -> Response {
     let key = match parse_device(&device) {
         Ok(k) => k,
         Err(e) => return InvalidRequest::new("device", "device", e.to_string()).into_response(),
@@ -121,14 +122,17 @@ async fn user(State(node): State<Arc<Node>>, Path(device): Path<String>) -> Resp
 
 #[derive(Deserialize)]
 struct ExplainQuery {
-    /// Comma-separated device ids (32 hex, or raw:<kind>:<value>).
+    /// Comma-separated device ids (`<md5>`, `<kind>:<md5>` or `raw:<kind>:<value>`).
     device: String,
     /// android, ios, harmony, other.
     #[serde(default)]
     os: Option<String>,
 }
 
-async fn explain(State(node): State<Arc<Node>>, Query(q): Query<ExplainQuery>) -> Response {
+async fn explain(
+    State(node): State<Arc<Node>>,
+    AdminQuery(q): AdminQuery<ExplainQuery>,
+) -> Response {
     let mut devices = Vec::new();
     for (i, d) in q.device.split(',').filter(|d| !d.is_empty()).enumerate() {
         if i >= MAX_DEVICE_IDS {
@@ -176,7 +180,10 @@ struct BlacklistView {
     entries: Vec<crate::decision::blacklist::Entry>,
 }
 
-async fn blacklist_list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery>) -> Response {
+async fn blacklist_list(
+    State(node): State<Arc<Node>>,
+    AdminQuery(q): AdminQuery<ListQuery>,
+) -> Response {
     let now = node.engine.clock().now_ms();
     let bl = node.engine.blacklist();
     Json(BlacklistView {
@@ -186,8 +193,8 @@ async fn blacklist_list(State(node): State<Arc<Node>>, Query(q): Query<ListQuery
     .into_response()
 }
 
-/// Who a blacklist request is about: exactly one of a device id (32 hex or
-/// `raw:<kind>:<value>`) and a user id.
+/// Who a blacklist request is about: exactly one of a device id (`<md5>`,
+/// `<kind>:<md5>` or `raw:<kind>:<value>`) and a user id.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Subject {
@@ -280,7 +287,10 @@ async fn blacklist_add(
     }
 }
 
-async fn blacklist_remove(State(node): State<Arc<Node>>, Query(q): Query<Subject>) -> Response {
+async fn blacklist_remove(
+    State(node): State<Arc<Node>>,
+    AdminQuery(q): AdminQuery<Subject>,
+) -> Response {
     let listed = match q.listed() {
         Ok(l) => l,
         Err(e) => return e.into_response(),
@@ -300,4 +310,33 @@ async fn calibration(State(node): State<Arc<Node>>) -> Response {
 async fn recalibrate(State(node): State<Arc<Node>>) -> Response {
     node.engine.recalibrate();
     Json(node.engine.calibration_report()).into_response()
+}
+
+/// A query string whose rejection (a missing or malformed parameter) is an
+/// admin JSON error naming the query, like every other admin error.
+struct AdminQuery<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequestParts<S> for AdminQuery<T> {
+    type Rejection = InvalidRequest;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| AdminQuery(q))
+            .map_err(|e| InvalidRequest::new("query", "query", e.body_text()))
+    }
+}
+
+/// A path parameter whose rejection is an admin JSON error.
+struct AdminPath<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequestParts<S> for AdminPath<T> {
+    type Rejection = InvalidRequest;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(p)| AdminPath(p))
+            .map_err(|e| InvalidRequest::new("path", "path", e.body_text()))
+    }
 }

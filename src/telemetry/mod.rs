@@ -36,7 +36,7 @@ pub const BLACKLIST_LISTED: &str = "rta_blacklist_listed_total";
 pub const BLACKLIST_ENTRIES: &str = "rta_blacklist_entries";
 /// Observed rate per strategy from decayed feedback, by `strategy` and `rate`
 /// (ctr, cvr). This and the next two are written at scrape time by
-/// [`write_calibration`], not kept in the exporter.
+/// `decision::calibration::write_calibration`, not kept in the exporter.
 pub const MODEL_OBSERVED_RATE: &str = "rta_model_observed_rate";
 /// Mean calibrated prediction served to the users that feedback is about, by `strategy` and `rate`.
 pub const MODEL_PREDICTED_RATE: &str = "rta_model_predicted_rate";
@@ -60,7 +60,7 @@ pub const INDEX_TABLE_BYTES: &str = "rta_index_table_bytes";
 /// Latency probes (Tencent `is_ping`) answered, by `api`.
 pub const PINGS: &str = "rta_pings_total";
 /// Device ids a media protocol dropped before the decision, by `api`, `field`
-/// (the protocol's field name) and `reason` ([`ignored`]).
+/// (the protocol's field name) and `reason` ([`IgnoredId`]).
 pub const IGNORED_DEVICE_IDS: &str = "rta_ignored_device_ids_total";
 
 /// Events consumed, by `topic` and `result` (applied, skipped).
@@ -192,5 +192,8 @@ fn describe() {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
