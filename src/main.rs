@@ -15,6 +15,7 @@ use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
 use rta_engine::domain::os::Os;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::record::UserRecord;
+use rta_engine::serve::admin_auth::{Role, TokenEntry, token_sha256_hex};
 use rta_engine::serve::node::StrategySource;
 use rta_engine::serve::{pb, runtime};
 
@@ -47,9 +48,12 @@ enum Command {
         /// gRPC listen address.
         #[arg(long, default_value = "0.0.0.0:50051")]
         grpc_addr: SocketAddr,
-        /// HTTP (admin) listen address.
+        /// Media HTTP listen address (POST /rta/tencent, health checks).
         #[arg(long, default_value = "0.0.0.0:8080")]
         http_addr: SocketAddr,
+        /// Admin HTTP listen address (admin API, /metrics).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        admin_addr: SocketAddr,
         /// A strategy file to use instead of the embedded demo strategies.
         #[arg(long)]
         strategies: Option<PathBuf>,
@@ -68,6 +72,9 @@ enum Command {
         /// Overrides server.http_addr.
         #[arg(long)]
         http_addr: Option<SocketAddr>,
+        /// Overrides server.admin_addr.
+        #[arg(long)]
+        admin_addr: Option<SocketAddr>,
         /// Overrides server.worker_threads.
         #[arg(long)]
         worker_threads: Option<usize>,
@@ -124,22 +131,33 @@ fn main() -> Result<()> {
             seed,
             grpc_addr,
             http_addr,
+            admin_addr,
             strategies,
             worker_threads,
         } => {
             let mut cfg = Config::default();
             cfg.server.grpc_addr = grpc_addr;
             cfg.server.http_addr = http_addr;
+            cfg.server.admin_addr = admin_addr;
             cfg.server.worker_threads = worker_threads;
             cfg.strategies.path = strategies;
             cfg.users.generate = users;
             cfg.users.seed = seed;
-            serve(cfg, true)
+            // the demo stays one command: a fresh admin token each start,
+            // kept as its hash like any configured one, printed in the commands
+            let token = demo_token()?;
+            cfg.admin.tokens.push(TokenEntry {
+                name: "demo".into(),
+                role: Role::Write,
+                sha256: token_sha256_hex(&token),
+            });
+            serve(cfg, Some(token))
         }
         Command::Serve {
             config,
             grpc_addr,
             http_addr,
+            admin_addr,
             worker_threads,
         } => {
             let mut cfg = Config::from_path(&config)?;
@@ -149,10 +167,13 @@ fn main() -> Result<()> {
             if let Some(a) = http_addr {
                 cfg.server.http_addr = a;
             }
+            if let Some(a) = admin_addr {
+                cfg.server.admin_addr = a;
+            }
             if worker_threads.is_some() {
                 cfg.server.worker_threads = worker_threads;
             }
-            serve(cfg, false)
+            serve(cfg, None)
         }
         Command::Decide {
             addr,
@@ -165,17 +186,17 @@ fn main() -> Result<()> {
 
 /// Runs the engine on a runtime with the configured number of worker threads
 /// until SIGTERM or Ctrl-C (SIGHUP reloads strategies).
-fn serve(cfg: Config, demo: bool) -> Result<()> {
+fn serve(cfg: Config, demo_token: Option<String>) -> Result<()> {
     cfg.validate()?;
     runtime::build(cfg.server.worker_threads())?.block_on(async {
         let app = app::start(&cfg).await?;
-        if demo {
+        if let Some(token) = &demo_token {
             let node = app.node();
             print_demo_commands(
                 &node.engine,
                 &cfg,
                 app.grpc_addr(),
-                app.http_addr(),
+                (app.admin_addr(), token),
                 node.engine.today(),
                 &node.taxonomy,
             );
@@ -191,7 +212,7 @@ fn print_demo_commands(
     engine: &DecisionEngine,
     cfg: &Config,
     grpc: SocketAddr,
-    http: SocketAddr,
+    (admin, token): (SocketAddr, &str),
     today: u16,
     taxonomy: &Taxonomy,
 ) {
@@ -229,8 +250,11 @@ fn print_demo_commands(
         }
     }
     let port = grpc.port();
-    let http_port = http.port();
-    let mut out = String::from("\nTry it (in another terminal):\n");
+    // the admin API: /explain, /users and /metrics are on the admin listener
+    let admin_port = admin.port();
+    let mut out = format!(
+        "\nTry it (in another terminal; the admin token is new at each start):\n  export RTA_TOKEN={token}\n"
+    );
     if let Some((key, strategies)) = &hit {
         out += &format!(
             "  # a matching device (strategies: {})\n  cargo run --release -- decide --addr http://127.0.0.1:{port} --device imei:{}\n",
@@ -238,18 +262,18 @@ fn print_demo_commands(
             key.to_hex()
         );
         out += &format!(
-            "  curl -s 'http://127.0.0.1:{http_port}/explain?device={}&os=android'\n",
+            "  curl -s -H \"authorization: Bearer $RTA_TOKEN\" 'http://127.0.0.1:{admin_port}/explain?device={}&os=android'\n",
             key.to_hex()
         );
     }
     if let Some(key) = miss {
         out += &format!(
-            "  # a device that matches nothing\n  cargo run --release -- decide --addr http://127.0.0.1:{port} --device imei:{}\n  curl -s http://127.0.0.1:{http_port}/users/{}\n",
+            "  # a device that matches nothing\n  cargo run --release -- decide --addr http://127.0.0.1:{port} --device imei:{}\n  curl -s -H \"authorization: Bearer $RTA_TOKEN\" http://127.0.0.1:{admin_port}/users/{}\n",
             key.to_hex(),
             key.to_hex()
         );
     }
-    out += &format!("  curl -s http://127.0.0.1:{http_port}/metrics | grep ^rta_\n");
+    out += &format!("  curl -s http://127.0.0.1:{admin_port}/metrics | grep ^rta_\n");
     eprintln!("{out}");
 }
 
@@ -362,4 +386,12 @@ fn gen_users(users: u64, seed: u64, out: &str) -> Result<()> {
     }
     w.flush()?;
     Ok(())
+}
+
+/// A fresh random admin token for `demo` (192 bits from the OS, hex).
+fn demo_token() -> Result<String> {
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("no OS randomness for the demo's admin token: {e}"))?;
+    Ok(hex::encode(bytes))
 }

@@ -73,12 +73,12 @@ async fn reload_swaps_a_good_file_in_and_keeps_serving_on_a_bad_one() {
     let path = dir.path().join("strategies.toml");
     std::fs::write(&path, STRATEGY_A).unwrap();
     let node = start_with(StrategySource::File(path.clone())).await;
-    let http = reqwest::Client::new();
+    let http = node.admin_client();
     assert_eq!(decide_user_1(&node).await, ["families"]);
 
     std::fs::write(&path, STRATEGY_BROKEN).unwrap();
     let resp = http
-        .post(node.http_url("/strategies/reload"))
+        .post(node.admin_url("/strategies/reload"))
         .send()
         .await
         .unwrap();
@@ -92,7 +92,7 @@ async fn reload_swaps_a_good_file_in_and_keeps_serving_on_a_bad_one() {
     // the old set still serves
     assert_eq!(decide_user_1(&node).await, ["families"]);
     let listed: serde_json::Value = http
-        .get(node.http_url("/strategies"))
+        .get(node.admin_url("/strategies"))
         .send()
         .await
         .unwrap()
@@ -103,7 +103,7 @@ async fn reload_swaps_a_good_file_in_and_keeps_serving_on_a_bad_one() {
 
     std::fs::write(&path, STRATEGY_B).unwrap();
     let resp = http
-        .post(node.http_url("/strategies/reload"))
+        .post(node.admin_url("/strategies/reload"))
         .send()
         .await
         .unwrap();
@@ -120,9 +120,9 @@ async fn reload_swaps_a_good_file_in_and_keeps_serving_on_a_bad_one() {
 #[tokio::test]
 async fn users_endpoint_shows_the_profile_by_any_device_id() {
     let node = start_golden().await;
-    let http = reqwest::Client::new();
+    let http = node.admin_client();
     let by_oaid = http
-        .get(node.http_url(&format!("/users/{}", plain_md5("oaid-of-user-7"))))
+        .get(node.admin_url(&format!("/users/{}", plain_md5("oaid-of-user-7"))))
         .send()
         .await
         .unwrap();
@@ -135,12 +135,12 @@ async fn users_endpoint_shows_the_profile_by_any_device_id() {
     assert_eq!(rec["behaviour"][0]["days_ago"], 15);
 
     let unknown = http
-        .get(node.http_url(&format!("/users/{}", plain_md5("nobody"))))
+        .get(node.admin_url(&format!("/users/{}", plain_md5("nobody"))))
         .send()
         .await
         .unwrap();
     assert_eq!(unknown.status(), 404);
-    let malformed = http.get(node.http_url("/users/xyz")).send().await.unwrap();
+    let malformed = http.get(node.admin_url("/users/xyz")).send().await.unwrap();
     assert_eq!(malformed.status(), 400);
     node.running.shutdown().await;
 }
@@ -148,8 +148,8 @@ async fn users_endpoint_shows_the_profile_by_any_device_id() {
 #[tokio::test]
 async fn explain_names_the_first_failing_clause_per_strategy() {
     let node = start_golden().await;
-    let http = reqwest::Client::new();
-    let url = node.http_url(&format!(
+    let http = node.admin_client();
+    let url = node.admin_url(&format!(
         "/explain?device={}&os=android",
         imei_md5("860000000000003")
     ));
@@ -172,7 +172,7 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
         "target_group in {urban_gen_z, urban_middle_class}"
     );
 
-    let url = node.http_url(&format!("/explain?device={}", imei_md5("860000000000005")));
+    let url = node.admin_url(&format!("/explain?device={}", imei_md5("860000000000005")));
     let exp: serde_json::Value = http.get(url).send().await.unwrap().json().await.unwrap();
     let fitness = exp["verdicts"]
         .as_array()
@@ -189,7 +189,7 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
     );
 
     let bad = http
-        .get(node.http_url("/explain?device=nothex&os=android"))
+        .get(node.admin_url("/explain?device=nothex&os=android"))
         .send()
         .await
         .unwrap();
@@ -204,7 +204,7 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
         "{body}"
     );
     let bad_os = http
-        .get(node.http_url(&format!("/explain?device={}&os=windows", plain_md5("x"))))
+        .get(node.admin_url(&format!("/explain?device={}&os=windows", plain_md5("x"))))
         .send()
         .await
         .unwrap();
@@ -213,7 +213,7 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
     assert_eq!(body["field"], "os");
     // so is a query axum itself rejects (no device parameter at all)
     let no_device = http
-        .get(node.http_url("/explain?os=android"))
+        .get(node.admin_url("/explain?os=android"))
         .send()
         .await
         .unwrap();
@@ -224,9 +224,9 @@ async fn explain_names_the_first_failing_clause_per_strategy() {
 }
 
 #[tokio::test]
-async fn health_readiness_and_metrics_are_served_on_the_admin_port() {
+async fn health_readiness_and_metrics_are_served() {
     let node = start_golden().await;
-    let http = reqwest::Client::new();
+    let http = node.admin_client();
     assert_eq!(
         http.get(node.http_url("/healthz"))
             .send()
@@ -257,7 +257,7 @@ async fn health_readiness_and_metrics_are_served_on_the_admin_port() {
     // one decision so that request counters and the histogram exist
     assert_eq!(decide_user_1(&node).await, ["high_intent_formula"]);
     let text = http
-        .get(node.http_url("/metrics"))
+        .get(node.admin_url("/metrics"))
         .send()
         .await
         .unwrap()
@@ -286,11 +286,11 @@ async fn calibration_gauges_follow_the_live_strategies_across_a_reload() {
     let path = dir.path().join("strategies.toml");
     std::fs::write(&path, scored("one", "scored_before")).unwrap();
     let node = start_with(StrategySource::File(path.clone())).await;
-    let http = reqwest::Client::new();
+    let http = node.admin_client();
     let post = |path: &'static str| {
         let (http, node) = (&http, &node);
         async move {
-            let resp = http.post(node.http_url(path)).send().await.unwrap();
+            let resp = http.post(node.admin_url(path)).send().await.unwrap();
             assert_eq!(resp.status(), 200, "{path}");
         }
     };
@@ -317,5 +317,175 @@ async fn calibration_gauges_follow_the_live_strategies_across_a_reload() {
             .any(|l| l.starts_with("rta_model_") && l.contains(r#"strategy="scored_before""#)),
         "a removed strategy's calibration is still reported:\n{text}"
     );
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_admin_api_is_not_on_the_media_listener_and_health_is_on_both() {
+    let node = start_golden().await;
+    let http = node.admin_client();
+    assert_ne!(node.running.http_addr, node.running.admin_addr);
+    for path in [
+        "/metrics",
+        "/strategies",
+        "/blacklist",
+        "/calibration",
+        "/explain?device=00000000000000000000000000000001",
+    ] {
+        let on_media = http.get(node.http_url(path)).send().await.unwrap();
+        assert_eq!(
+            on_media.status(),
+            404,
+            "{path} must not be on the media listener"
+        );
+        let on_admin = http.get(node.admin_url(path)).send().await.unwrap();
+        assert_eq!(on_admin.status(), 200, "{path} on the admin listener");
+    }
+    let post = http
+        .post(node.http_url("/strategies/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 404, "no mutation reaches the media listener");
+    for url in [node.http_url("/healthz"), node.admin_url("/healthz")] {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 200, "{url}");
+    }
+    for url in [node.http_url("/readyz"), node.admin_url("/readyz")] {
+        assert_eq!(http.get(&url).send().await.unwrap().status(), 200, "{url}");
+    }
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn anonymous_and_unknown_tokens_get_401_and_are_counted_by_reason() {
+    // counted from the first request on
+    let _ = rta_engine::telemetry::prometheus();
+    let node = start_golden().await;
+    let anonymous = reqwest::Client::new();
+    let resp = anonymous
+        .get(node.admin_url("/strategies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.headers().get("www-authenticate").map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("bearer token"))
+    );
+    let anonymous_post = anonymous
+        .post(node.admin_url("/blacklist"))
+        .json(&serde_json::json!({"user": 3, "ttl_seconds": 31536000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous_post.status(), 401);
+    let wrong = client_with("not-a-configured-token")
+        .delete(node.admin_url("/blacklist?user=3"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    // nothing was listed by the anonymous POST
+    let listed: serde_json::Value = node
+        .admin_client()
+        .get(node.admin_url("/blacklist"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["held"], 0, "{listed}");
+    // /metrics and the health checks stay open on the admin listener
+    let text = metrics_text(&node).await;
+    for needle in [
+        "rta_admin_auth_failures_total{reason=\"missing\"}",
+        "rta_admin_auth_failures_total{reason=\"invalid\"}",
+    ] {
+        assert!(text.contains(needle), "missing {needle}");
+    }
+    let health = anonymous
+        .get(node.admin_url("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_read_token_reads_but_every_mutation_needs_a_write_token() {
+    // counted from the first request on
+    let _ = rta_engine::telemetry::prometheus();
+    let node = start_golden().await;
+    let reader = client_with(READ_TOKEN);
+    let strategies = reader
+        .get(node.admin_url("/strategies"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(strategies.status(), 200);
+    for (method, path) in [
+        (reqwest::Method::POST, "/strategies/reload"),
+        (reqwest::Method::POST, "/calibration/recalibrate"),
+        (reqwest::Method::DELETE, "/blacklist?user=3"),
+    ] {
+        let resp = reader
+            .request(method.clone(), node.admin_url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 403, "{method} {path}");
+    }
+    let text = metrics_text(&node).await;
+    assert!(text.contains("rta_admin_auth_failures_total{reason=\"forbidden\"} 3"));
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cross_site_text_plain_post_is_refused_and_mutations_are_audited() {
+    // counted from the first request on
+    let _ = rta_engine::telemetry::prometheus();
+    let node = start_golden().await;
+    // what a web page can send without a preflight: no token, text/plain
+    let cross_site = reqwest::Client::new()
+        .post(node.admin_url("/strategies/reload"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 401);
+    // even with a token, a mutation's body must be JSON
+    let plain = node
+        .admin_client()
+        .post(node.admin_url("/strategies/reload"))
+        .header("content-type", "text/plain")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 415);
+    let reload = node
+        .admin_client()
+        .post(node.admin_url("/strategies/reload"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reload.status(), 200);
+    let text = metrics_text(&node).await;
+    for needle in [
+        "rta_admin_actions_total{action=\"POST /strategies/reload\",result=\"415\"} 1",
+        // other tests reload too: this one's is at least one of them
+        "rta_admin_actions_total{action=\"POST /strategies/reload\",result=\"200\"} ",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
     node.running.shutdown().await;
 }

@@ -9,7 +9,7 @@ use rta_engine::decision::blacklist::{Listed, Reason};
 
 fn config(dir: &std::path::Path, extra: &str) -> Config {
     let text = format!(
-        "[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\n\
+        "[server]\ngrpc_addr = \"127.0.0.1:0\"\nhttp_addr = \"127.0.0.1:0\"\nadmin_addr = \"127.0.0.1:0\"\n\
          [users]\ngenerate = 300\nseed = 5\n\
          [snapshot]\ndir = \"{}\"\n{extra}",
         dir.display()

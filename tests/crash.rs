@@ -183,7 +183,11 @@ async fn kill_9_at_random_points_neither_loses_nor_double_counts_events() {
     }
     let brokers = mock.bootstrap_servers();
     let dir = tempfile::tempdir().unwrap();
-    let (grpc, http_port) = (common::free_port(), common::free_port());
+    let (grpc, http_port, admin_port) = (
+        common::free_port(),
+        common::free_port(),
+        common::free_port(),
+    );
     let config = dir.path().join("engine.toml");
     std::fs::write(
         &config,
@@ -192,6 +196,7 @@ async fn kill_9_at_random_points_neither_loses_nor_double_counts_events() {
 [server]
 grpc_addr = "127.0.0.1:{grpc}"
 http_addr = "127.0.0.1:{http_port}"
+admin_addr = "127.0.0.1:{admin_port}"
 [kafka]
 brokers = "{brokers}"
 group_id = "crash-test"

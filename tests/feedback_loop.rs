@@ -250,11 +250,11 @@ async fn vectors_feedback_and_control_events_from_kafka_change_the_answers() {
         }
     }
     flush(&p);
-    let http = reqwest::Client::new();
+    let http = node.admin_client();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     let row = loop {
         let rows: serde_json::Value = http
-            .post(node.http_url("/calibration/recalibrate"))
+            .post(node.admin_url("/calibration/recalibrate"))
             .send()
             .await
             .unwrap()

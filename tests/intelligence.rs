@@ -144,7 +144,9 @@ async fn scores_caps_and_experiments_answer_as_worked_out_by_hand() {
 
 async fn explain(node: &TestNode, user: u64) -> Value {
     let dev = imei_md5(&format!("86{user:013}"));
-    reqwest::get(node.http_url(&format!("/explain?device={dev}")))
+    node.admin_client()
+        .get(node.admin_url(&format!("/explain?device={dev}")))
+        .send()
         .await
         .unwrap()
         .json()
@@ -205,12 +207,12 @@ async fn explain_shows_score_cap_arm_and_blacklist_reason() {
 #[tokio::test]
 async fn operators_list_and_unlist_devices_and_users_through_the_admin_api() {
     let node = start().await;
-    let http = reqwest::Client::new();
+    let http = node.admin_client();
     let dev = imei_md5("860000000000001");
     assert!(decide(&node, 1, vec![]).await.0);
 
     let r = http
-        .post(node.http_url("/blacklist"))
+        .post(node.admin_url("/blacklist"))
         .json(&serde_json::json!({"device": dev, "ttl_seconds": 3600}))
         .send()
         .await
@@ -225,7 +227,7 @@ async fn operators_list_and_unlist_devices_and_users_through_the_admin_api() {
 
     // the user path: user 20 listed by id, with a reason
     let r = http
-        .post(node.http_url("/blacklist"))
+        .post(node.admin_url("/blacklist"))
         .json(&serde_json::json!({"user": 20, "reason": "media_fraud"}))
         .send()
         .await
@@ -234,7 +236,7 @@ async fn operators_list_and_unlist_devices_and_users_through_the_admin_api() {
     assert!(!decide(&node, 20, vec![]).await.0);
 
     let list: Value = http
-        .get(node.http_url("/blacklist"))
+        .get(node.admin_url("/blacklist"))
         .send()
         .await
         .unwrap()
@@ -264,7 +266,7 @@ async fn operators_list_and_unlist_devices_and_users_through_the_admin_api() {
         serde_json::json!({"device": "00000000000000000000000000000000"}),
     ] {
         let r = http
-            .post(node.http_url("/blacklist"))
+            .post(node.admin_url("/blacklist"))
             .json(&bad)
             .send()
             .await
@@ -273,14 +275,14 @@ async fn operators_list_and_unlist_devices_and_users_through_the_admin_api() {
     }
 
     let r = http
-        .delete(node.http_url(&format!("/blacklist?device={dev}")))
+        .delete(node.admin_url(&format!("/blacklist?device={dev}")))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 204);
     assert!(decide(&node, 1, vec![]).await.0, "unlisted: served again");
     let r = http
-        .delete(node.http_url(&format!("/blacklist?device={dev}")))
+        .delete(node.admin_url(&format!("/blacklist?device={dev}")))
         .send()
         .await
         .unwrap();

@@ -25,13 +25,14 @@ async fn table_bytes(expected: Option<u64>) -> (f64, f64) {
         "version = \"v\"\n[[strategy]]\nid = \"s\"\ntarget_id = \"1\"\naudience = \"age >= 18\"\n",
     )
     .unwrap();
-    let http_port = common::free_port();
+    let admin_port = common::free_port();
     let config = dir.path().join("engine.toml");
     let users = expected.map_or(String::new(), |n| format!("[users]\nexpected = {n}\n"));
     std::fs::write(
         &config,
         format!(
-            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n[strategies]\npath = \"{}\"\n{users}",
+            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\n[strategies]\npath = \"{}\"\n{users}",
+            common::free_port(),
             common::free_port(),
             strategies.display()
         ),
@@ -50,7 +51,7 @@ async fn table_bytes(expected: Option<u64>) -> (f64, f64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let text = match http
-            .get(format!("http://127.0.0.1:{http_port}/metrics"))
+            .get(format!("http://127.0.0.1:{admin_port}/metrics"))
             .send()
             .await
         {

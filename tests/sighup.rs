@@ -3,6 +3,7 @@
 
 mod common;
 
+use rta_engine::serve::admin_auth::{TOKENS_ENV, token_sha256_hex};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -28,26 +29,32 @@ async fn sighup_reloads_strategies_and_a_bad_file_keeps_the_old_set() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("strategies.toml");
     std::fs::write(&file, strategies("one", "age >= 18")).unwrap();
-    let http_port = common::free_port();
+    let admin_port = common::free_port();
     let config = dir.path().join("engine.toml");
     std::fs::write(
         &config,
         format!(
-            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{http_port}\"\n[strategies]\npath = \"{}\"\n[users]\ngenerate = 100\n",
+            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\n[strategies]\npath = \"{}\"\n[users]\ngenerate = 100\n",
+            common::free_port(),
             common::free_port(),
             file.display()
         ),
     )
     .unwrap();
+    // the admin token comes by the environment, as a hash
     let mut child = Command::new(env!("CARGO_BIN_EXE_rta-engine"))
         .args(["serve", "--config"])
         .arg(&config)
+        .env(
+            TOKENS_ENV,
+            format!("sighup:read:{}", token_sha256_hex(common::READ_TOKEN)),
+        )
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{http_port}");
+    let http = common::client_with(common::READ_TOKEN);
+    let base = format!("http://127.0.0.1:{admin_port}");
     let version = |http: reqwest::Client, base: String| async move {
         let v: serde_json::Value = http
             .get(format!("{base}/strategies"))

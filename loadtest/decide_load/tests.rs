@@ -36,6 +36,8 @@ pub(crate) async fn start() -> (Running, Arc<DecisionEngine>) {
     let opts = ServeOptions {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_auth: Default::default(),
         request_timeout: Duration::from_secs(5),
         max_batch: 100,
     };

@@ -70,6 +70,9 @@ pub struct Config {
     /// Online calibration of the dual-tower model from media feedback.
     #[serde(default)]
     pub calibration: crate::decision::ledger::CalibrationConfig,
+    /// Who may use the admin API (tokens as hashes; see `serve::admin_auth`).
+    #[serde(default)]
+    pub admin: crate::serve::admin_auth::AdminConfig,
 }
 
 /// Listen addresses and request limits.
@@ -78,8 +81,12 @@ pub struct Config {
 pub struct ServerConfig {
     /// gRPC `rta.v1.RtaService` address.
     pub grpc_addr: SocketAddr,
-    /// HTTP address for admin endpoints and media protocols.
+    /// HTTP address of the media protocols (`POST /rta/tencent`) and the
+    /// health checks.
     pub http_addr: SocketAddr,
+    /// HTTP address of the admin API and `/metrics` (and the health checks).
+    /// Loopback by default: expose it only to operators and Prometheus.
+    pub admin_addr: SocketAddr,
     /// Deadline for one gRPC call (a shorter `grpc-timeout` from the client wins), ms.
     pub request_timeout_ms: u64,
     /// Most requests in one BatchDecide.
@@ -106,6 +113,7 @@ impl Default for ServerConfig {
         Self {
             grpc_addr: SocketAddr::from(([0, 0, 0, 0], 50051)),
             http_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            admin_addr: SocketAddr::from(([127, 0, 0, 1], 9090)),
             request_timeout_ms: 50,
             max_batch: 1000,
             worker_threads: None,

@@ -28,13 +28,14 @@ pub use error::StartError;
 pub use signals::wait_for_signals;
 pub use users::{load_user_file, memory_report, resident_bytes};
 
-use crate::app::config::{Config, MAX_EXPECTED_USERS};
+use crate::app::config::{Config, ConfigError, MAX_EXPECTED_USERS};
 use crate::decision::{Clock, DecisionEngine};
 use crate::demo::{DEMO_STRATEGIES, population};
 use crate::domain::taxonomy::Taxonomy;
 use crate::index::UserIndex;
 use crate::index::snapshot::{self, Offsets};
 use crate::ingest::kafka::{self, IngestSetup, KafkaIngest};
+use crate::serve::admin_auth::{self, AdminAuth};
 use crate::serve::node::{self, Node, Running, ServeOptions, StrategySource};
 use crate::telemetry;
 
@@ -59,9 +60,14 @@ impl App {
         self.running.grpc_addr
     }
 
-    /// Where HTTP listens.
+    /// Where the media HTTP endpoints listen.
     pub fn http_addr(&self) -> SocketAddr {
         self.running.http_addr
+    }
+
+    /// Where the admin API listens.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.running.admin_addr
     }
 
     /// Stops in order: not ready, listeners drained, upkeep stopped (and any
@@ -165,9 +171,22 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
     let blacklist_file = restore_blacklist(cfg, &engine);
     let upkeep = upkeep::spawn(engine.clone(), &cfg.calibration, blacklist_file.clone());
     let node = Arc::new(Node::new(engine.clone(), taxonomy.clone(), source));
+    let admin_auth = AdminAuth::from_config(
+        &cfg.admin,
+        std::env::var(admin_auth::TOKENS_ENV).ok().as_deref(),
+    )
+    .map_err(ConfigError::from)?;
+    if admin_auth.is_empty() {
+        tracing::warn!(
+            "no admin tokens configured ([admin] tokens, tokens_file or {}): the admin API refuses every request",
+            admin_auth::TOKENS_ENV
+        );
+    }
     let opts = ServeOptions {
         grpc_addr: cfg.server.grpc_addr,
         http_addr: cfg.server.http_addr,
+        admin_addr: cfg.server.admin_addr,
+        admin_auth: Arc::new(admin_auth),
         request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
         max_batch: cfg.server.max_batch,
     };
@@ -220,10 +239,11 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
     let set = engine.strategies();
     tracing::info!(
         grpc = %running.grpc_addr,
-        http = %running.http_addr,
+        media = %running.http_addr,
+        admin = %running.admin_addr,
         strategies = set.strategies().len(),
         version = %set.version,
-        "rta-engine ready: gRPC rta.v1.RtaService, health, reflection; HTTP POST /rta/tencent, /metrics /healthz /readyz /strategies /users/<device> /explain"
+        "rta-engine ready: gRPC rta.v1.RtaService, health, reflection; media HTTP POST /rta/tencent /healthz /readyz; admin HTTP /metrics /strategies /users/<device> /explain /blacklist /calibration"
     );
     Ok(App {
         node,

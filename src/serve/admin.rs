@@ -5,9 +5,10 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -18,17 +19,27 @@ use super::limits::MAX_DEVICE_IDS;
 use crate::decision::DecisionRequest;
 use crate::decision::blacklist::{Listed, Reason};
 use crate::index::record::{UserRecord, parse_device};
+use crate::serve::admin_auth::{AdminAuth, AuthFailure, Role};
 use crate::serve::error::{ApiError, ErrorCode};
 use crate::serve::node::Node;
 use crate::strategy::Os;
 use crate::telemetry;
+use crate::telemetry::event::{AdminActionAudited, AdminAuthFailed};
 
-/// The admin router.
-pub fn router(node: Arc<Node>) -> Router {
+/// The health checks, served on every HTTP listener: `/healthz` (the
+/// process is up) and `/readyz` (ready for traffic).
+pub fn health_router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics_text))
+        .with_state(node)
+}
+
+/// The admin router, for the admin listener only: the health checks and
+/// `/metrics`, open, and the admin API behind [`AdminAuth`] (a `read` token
+/// for `GET`, a `write` token for every mutation; each mutation audited).
+pub fn router(node: Arc<Node>, auth: Arc<AdminAuth>) -> Router {
+    let api = Router::new()
         .route("/strategies", get(strategies))
         .route("/strategies/reload", post(reload))
         .route("/users/{device}", get(user))
@@ -41,7 +52,87 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/calibration", get(calibration))
         .route("/calibration/recalibrate", post(recalibrate))
-        .with_state(node)
+        .route_layer(middleware::from_fn_with_state(auth, authorize))
+        .with_state(node.clone());
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .with_state(node.clone())
+        .merge(api)
+        .merge(health_router(node))
+}
+
+/// The admin API's gate: the bearer token must allow the request's method
+/// (`GET` reads, anything else writes); a mutation's body, when it has one,
+/// must be JSON (so that no cross-site form post is taken); every mutation is
+/// audited with the token's name, never the token.
+async fn authorize(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next) -> Response {
+    let needs = if req.method() == Method::GET || req.method() == Method::HEAD {
+        Role::Read
+    } else {
+        Role::Write
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| req.uri().path().to_string(), |p| p.as_str().to_string());
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes());
+    let token = match auth.authorize(presented, needs) {
+        Ok(name) => name.to_string(),
+        Err(failure) => {
+            AdminAuthFailed {
+                reason: failure.label(),
+                route: &route,
+            }
+            .emit();
+            let (code, message) = match failure {
+                AuthFailure::Missing => (ErrorCode::Unauthenticated, "a bearer token is required"),
+                AuthFailure::Invalid => {
+                    (ErrorCode::Unauthenticated, "the bearer token is not valid")
+                }
+                AuthFailure::Forbidden => (
+                    ErrorCode::PermissionDenied,
+                    "the token's role does not allow this request",
+                ),
+            };
+            let mut response = ApiError::new(code, message).into_response();
+            if code == ErrorCode::Unauthenticated {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            return response;
+        }
+    };
+    if needs == Role::Read {
+        return next.run(req).await;
+    }
+    let json_or_none = req.headers().get(header::CONTENT_TYPE).is_none_or(|ct| {
+        ct.to_str().is_ok_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+    });
+    let action = format!("{} {route}", req.method());
+    let response = if json_or_none {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "admin mutations take application/json bodies only",
+        )
+        .into_response()
+    };
+    AdminActionAudited {
+        token: &token,
+        action,
+        result: response.status().as_u16(),
+    }
+    .emit();
+    response
 }
 
 async fn readyz(State(node): State<Arc<Node>>) -> Response {

@@ -16,6 +16,12 @@ use crate::serve::InvalidRequest;
 pub enum ErrorCode {
     /// The request is malformed or a field is out of range.
     InvalidArgument,
+    /// No valid credentials.
+    Unauthenticated,
+    /// Valid credentials that do not allow the request.
+    PermissionDenied,
+    /// A body of a media type the endpoint does not take.
+    UnsupportedMediaType,
     /// What the request names does not exist.
     NotFound,
     /// The request is well formed but its content is rejected (a strategy
@@ -33,7 +39,9 @@ impl ErrorCode {
     /// The gRPC status code.
     pub fn grpc_code(self) -> tonic::Code {
         match self {
-            Self::InvalidArgument => tonic::Code::InvalidArgument,
+            Self::InvalidArgument | Self::UnsupportedMediaType => tonic::Code::InvalidArgument,
+            Self::Unauthenticated => tonic::Code::Unauthenticated,
+            Self::PermissionDenied => tonic::Code::PermissionDenied,
             Self::NotFound => tonic::Code::NotFound,
             Self::Unprocessable => tonic::Code::FailedPrecondition,
             Self::TooLarge | Self::ResourceExhausted => tonic::Code::ResourceExhausted,
@@ -45,6 +53,9 @@ impl ErrorCode {
     pub fn http_status(self) -> StatusCode {
         match self {
             Self::InvalidArgument => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied => StatusCode::FORBIDDEN,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,6 +139,21 @@ mod tests {
                 ErrorCode::InvalidArgument,
                 tonic::Code::InvalidArgument,
                 400,
+            ),
+            (
+                ErrorCode::Unauthenticated,
+                tonic::Code::Unauthenticated,
+                401,
+            ),
+            (
+                ErrorCode::PermissionDenied,
+                tonic::Code::PermissionDenied,
+                403,
+            ),
+            (
+                ErrorCode::UnsupportedMediaType,
+                tonic::Code::InvalidArgument,
+                415,
             ),
             (ErrorCode::NotFound, tonic::Code::NotFound, 404),
             (

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::decision::DecisionEngine;
 use crate::domain::taxonomy::Taxonomy;
+use crate::serve::admin_auth::AdminAuth;
 use crate::serve::tencent::{self, TencentConfig};
 use crate::serve::{admin, grpc::RtaGrpc, pb};
 use crate::strategy::{StrategyError, StrategySet};
@@ -131,8 +132,14 @@ impl Node {
 pub struct ServeOptions {
     /// gRPC listen address (port 0 picks a free port).
     pub grpc_addr: SocketAddr,
-    /// Admin / media HTTP listen address.
+    /// Media HTTP listen address: the media endpoints, `/healthz`, `/readyz`.
     pub http_addr: SocketAddr,
+    /// Admin HTTP listen address: the admin API, `/metrics`, `/healthz`,
+    /// `/readyz`. Never the media listener: a media or DSP client that can
+    /// reach the media port must not reach the control plane.
+    pub admin_addr: SocketAddr,
+    /// Who may use the admin API.
+    pub admin_auth: Arc<AdminAuth>,
     /// Deadline for one gRPC call when the client sends none shorter.
     pub request_timeout: Duration,
     /// Most requests in one BatchDecide.
@@ -159,14 +166,16 @@ pub enum ServeError {
 pub struct Running {
     /// Where gRPC listens.
     pub grpc_addr: SocketAddr,
-    /// Where HTTP listens.
+    /// Where the media HTTP endpoints listen.
     pub http_addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, lets in-flight requests finish, and waits for both servers.
+    /// Stops accepting, lets in-flight requests finish, and waits for every server.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         for t in self.tasks {
@@ -175,7 +184,8 @@ impl Running {
     }
 }
 
-/// Binds both listeners and starts serving in the background, with the Tencent
+/// Binds the gRPC, media HTTP and admin HTTP listeners and starts serving in
+/// the background, with the Tencent
 /// endpoint on its default settings.
 pub async fn start(node: Arc<Node>, opts: &ServeOptions) -> Result<Running, ServeError> {
     start_with(node, opts, &TencentConfig::default()).await
@@ -190,6 +200,7 @@ pub async fn start_with(
 ) -> Result<Running, ServeError> {
     let (grpc_listener, grpc_addr) = bind(opts.grpc_addr).await?;
     let (http_listener, http_addr) = bind(opts.http_addr).await?;
+    let (admin_listener, admin_addr) = bind(opts.admin_addr).await?;
     let (shutdown, rx) = watch::channel(false);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -232,7 +243,8 @@ pub async fn start_with(
         }
     });
 
-    let app = admin::router(node.clone()).merge(tencent::router(node.engine.clone(), tencent));
+    let media =
+        admin::health_router(node.clone()).merge(tencent::router(node.engine.clone(), tencent));
     // Media answers are a few small frames: without TCP_NODELAY, Nagle plus the
     // client's delayed ACK holds e.g. the first answer on a new h2c connection ~40 ms.
     let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
@@ -242,9 +254,18 @@ pub async fn start_with(
     });
     let http_rx = rx.clone();
     let http_task = tokio::spawn(async move {
-        let served = axum::serve(http_listener, app).with_graceful_shutdown(wait_for(http_rx));
+        let served = axum::serve(http_listener, media).with_graceful_shutdown(wait_for(http_rx));
         if let Err(e) = served.await {
-            tracing::error!(error = %e, "HTTP server stopped");
+            tracing::error!(error = %e, "media HTTP server stopped");
+        }
+    });
+    let admin_rx = rx.clone();
+    let admin_app = admin::router(node.clone(), opts.admin_auth.clone());
+    let admin_task = tokio::spawn(async move {
+        let served =
+            axum::serve(admin_listener, admin_app).with_graceful_shutdown(wait_for(admin_rx));
+        if let Err(e) = served.await {
+            tracing::error!(error = %e, "admin HTTP server stopped");
         }
     });
 
@@ -265,8 +286,9 @@ pub async fn start_with(
     Ok(Running {
         grpc_addr,
         http_addr,
+        admin_addr,
         shutdown,
-        tasks: vec![grpc_task, http_task, gauges_task],
+        tasks: vec![grpc_task, http_task, admin_task, gauges_task],
     })
 }
 

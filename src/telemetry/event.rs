@@ -170,3 +170,42 @@ impl StrategyReloadRejected<'_> {
         tracing::warn!(error = %self.error, "strategy reload rejected; the previous set keeps serving");
     }
 }
+
+/// An admin request refused for its credentials. The token itself is never
+/// a field: it must not reach a log.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAuthFailed<'a> {
+    /// Why (`missing`, `invalid`, `forbidden`).
+    pub reason: &'static str,
+    /// The route asked for.
+    pub route: &'a str,
+}
+
+impl AdminAuthFailed<'_> {
+    /// Counts the refusal; logged at debug only, so that a flood of
+    /// anonymous requests cannot flood the log.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::ADMIN_AUTH_FAILURES, "reason" => self.reason).increment(1);
+        tracing::debug!(reason = self.reason, route = %self.route, "admin request refused");
+    }
+}
+
+/// An admin mutation made, with who made it: the audit trail.
+#[derive(Debug, Clone)]
+pub struct AdminActionAudited<'a> {
+    /// The token's configured name.
+    pub token: &'a str,
+    /// Method and route, e.g. `POST /blacklist`.
+    pub action: String,
+    /// The HTTP status answered.
+    pub result: u16,
+}
+
+impl AdminActionAudited<'_> {
+    /// Counts the action and writes its audit line.
+    pub fn emit(self) {
+        tracing::info!(token = %self.token, action = %self.action, result = self.result, "admin audit");
+        metrics::counter!(telemetry::ADMIN_ACTIONS, "action" => self.action, "result" => self.result.to_string())
+            .increment(1);
+    }
+}

@@ -57,6 +57,11 @@ pub const INDEX_PROFILE_BYTES: &str = "rta_index_profile_heap_bytes";
 /// Bytes of the index's hash tables (device and profile slots), by `table`:
 /// what pre-sizing (`users.expected`) reserved, or what growth reached.
 pub const INDEX_TABLE_BYTES: &str = "rta_index_table_bytes";
+/// Admin requests refused for their credentials, by `reason` (missing,
+/// invalid, forbidden).
+pub const ADMIN_AUTH_FAILURES: &str = "rta_admin_auth_failures_total";
+/// Admin mutations, by `action` (method and route) and `result` (HTTP status).
+pub const ADMIN_ACTIONS: &str = "rta_admin_actions_total";
 /// Latency probes (Tencent `is_ping`) answered, by `api`.
 pub const PINGS: &str = "rta_pings_total";
 /// Device ids a media protocol dropped before the decision, by `api`, `field`
@@ -133,6 +138,11 @@ fn describe() {
         "Requests rejected as invalid, by api and field"
     );
     describe_counter!(DOUBTFUL_IDS, "Device ids ignored as doubtful");
+    describe_counter!(
+        ADMIN_AUTH_FAILURES,
+        "Admin requests refused for their credentials, by reason"
+    );
+    describe_counter!(ADMIN_ACTIONS, "Admin mutations, by action and result");
     describe_counter!(STRATEGY_MATCHES, "Matches per strategy");
     describe_gauge!(STRATEGIES_LIVE, "Live strategies");
     describe_counter!(STRATEGY_RELOADS, "Strategy reloads, by result");

@@ -13,8 +13,45 @@ use rta_engine::demo::DEMO_STRATEGIES;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
 use rta_engine::index::record::UserRecord;
+use rta_engine::serve::admin_auth::{AdminAuth, Role, TokenEntry, token_sha256_hex};
 use rta_engine::serve::node::{self, Node, Running, ServeOptions, StrategySource};
 use rta_engine::serve::pb;
+
+/// The admin tokens of test nodes: one that may write, one that may only read.
+pub const WRITE_TOKEN: &str = "test-write-token";
+pub const READ_TOKEN: &str = "test-read-token";
+
+/// The admin tokens of test nodes, as a node holds them (hashes).
+pub fn admin_auth() -> AdminAuth {
+    AdminAuth::from_entries(&[
+        TokenEntry {
+            name: "tester".into(),
+            role: Role::Write,
+            sha256: token_sha256_hex(WRITE_TOKEN),
+        },
+        TokenEntry {
+            name: "viewer".into(),
+            role: Role::Read,
+            sha256: token_sha256_hex(READ_TOKEN),
+        },
+    ])
+    .expect("test tokens are valid")
+}
+
+/// An HTTP client that sends `token` as its bearer token.
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}")
+            .parse()
+            .expect("a valid header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("the client builds")
+}
 
 /// The day the golden population is evaluated on.
 pub const TODAY: u16 = 2000;
@@ -30,8 +67,17 @@ impl TestNode {
     pub fn grpc_url(&self) -> String {
         format!("http://{}", self.running.grpc_addr)
     }
+    /// A URL on the media HTTP listener.
     pub fn http_url(&self, path: &str) -> String {
         format!("http://{}{}", self.running.http_addr, path)
+    }
+    /// A URL on the admin HTTP listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.running.admin_addr, path)
+    }
+    /// A client of the admin API with the write token.
+    pub fn admin_client(&self) -> reqwest::Client {
+        client_with(WRITE_TOKEN)
     }
     pub async fn client(
         &self,
@@ -81,6 +127,8 @@ async fn start_node_with(
     let opts = ServeOptions {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_auth: Arc::new(admin_auth()),
         request_timeout: Duration::from_secs(5),
         max_batch: 100,
     };
@@ -113,7 +161,7 @@ pub async fn start_tencent(tencent: rta_engine::serve::tencent::TencentConfig) -
 
 /// The node's Prometheus text, as scraped from `/metrics`.
 pub async fn metrics_text(node: &TestNode) -> String {
-    reqwest::get(node.http_url("/metrics"))
+    reqwest::get(node.admin_url("/metrics"))
         .await
         .unwrap()
         .text()

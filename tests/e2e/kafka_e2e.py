@@ -72,12 +72,14 @@ def main():
     admin.create_topics([NewTopic(name=t, num_partitions=3, replication_factor=1) for t in topics.values()])
 
     grpc_port, http_port = 50800 + int(suffix) % 100, 50900 + int(suffix) % 100
+    admin_port = 51000 + int(suffix) % 100
     config = os.path.join(work, "engine.toml")
     with open(config, "w") as f:
         f.write(f"""
 [server]
 grpc_addr = "127.0.0.1:{grpc_port}"
 http_addr = "127.0.0.1:{http_port}"
+admin_addr = "127.0.0.1:{admin_port}"
 [kafka]
 brokers = "{args.broker}"
 group_id = "e2e-{suffix}"

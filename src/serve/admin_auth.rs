@@ -1,0 +1,329 @@
+//! Who may use the admin API: bearer tokens, each with a name and a role,
+//! configured as SHA-256 hashes (never the clear token), compared in constant
+//! time. `read` may look (profiles, explain, strategies, the blacklist,
+//! calibration); `write` may also change (reload, blacklist edits,
+//! recalibration). `/metrics` and the health checks stay open on the admin
+//! listener, as Prometheus and probes expect.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::domain::field::FieldError;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Read-only requests (`GET`).
+    Read,
+    /// Every request, mutations included.
+    Write,
+}
+
+/// One configured token: `{ name = "ops", role = "write", sha256 = "<64 hex>" }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who holds it: named in the audit log instead of the token.
+    pub name: String,
+    /// What it may do.
+    pub role: Role,
+    /// `sha256(token)` in hex: `printf %s "$TOKEN" | sha256sum`.
+    pub sha256: String,
+}
+
+/// The `[admin]` configuration section.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Tokens, as hashes.
+    pub tokens: Vec<TokenEntry>,
+    /// A TOML file with more `[[tokens]]` (e.g. a mounted Kubernetes Secret).
+    pub tokens_file: Option<PathBuf>,
+}
+
+/// Tokens given by the environment: `RTA_ADMIN_TOKENS="name:role:sha256,..."`.
+pub const TOKENS_ENV: &str = "RTA_ADMIN_TOKENS";
+
+/// Why a request was not let in: the `reason` label of
+/// `rta_admin_auth_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header.
+    Missing,
+    /// A token no entry has.
+    Invalid,
+    /// A known token whose role does not allow the request.
+    Forbidden,
+}
+
+impl AuthFailure {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Invalid => "invalid",
+            Self::Forbidden => "forbidden",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    name: String,
+    role: Role,
+    hash: [u8; 32],
+}
+
+/// The tokens the admin API accepts.
+#[derive(Debug, Clone, Default)]
+pub struct AdminAuth {
+    tokens: Vec<Token>,
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// `sha256(token)` in hex, as a [`TokenEntry`] holds it.
+pub fn token_sha256_hex(token: &str) -> String {
+    hex::encode(sha256(token.as_bytes()))
+}
+
+impl AdminAuth {
+    /// Tokens from configured entries; a hash that is not 64 hex digits is an
+    /// error naming the token's entry (by name, never by value).
+    pub fn from_entries(entries: &[TokenEntry]) -> Result<Self, FieldError> {
+        let mut tokens = Vec::with_capacity(entries.len());
+        for e in entries {
+            let mut hash = [0u8; 32];
+            hex::decode_to_slice(&e.sha256, &mut hash).map_err(|_| {
+                FieldError::new(
+                    "admin.tokens",
+                    format!("token `{}`: sha256 must be 64 hex digits", e.name),
+                )
+            })?;
+            if e.name.is_empty() {
+                return Err(FieldError::new("admin.tokens", "a token needs a name"));
+            }
+            tokens.push(Token {
+                name: e.name.clone(),
+                role: e.role,
+                hash,
+            });
+        }
+        Ok(Self { tokens })
+    }
+
+    /// Every configured source together: the section's tokens, its
+    /// `tokens_file`, and [`TOKENS_ENV`] when `env` has it.
+    pub fn from_config(cfg: &AdminConfig, env: Option<&str>) -> Result<Self, FieldError> {
+        let mut entries = cfg.tokens.clone();
+        if let Some(path) = &cfg.tokens_file {
+            entries.extend(read_tokens_file(path)?);
+        }
+        if let Some(env) = env {
+            entries.extend(parse_env(env)?);
+        }
+        Self::from_entries(&entries)
+    }
+
+    /// One token of `role`, for a process that makes its own (`demo`).
+    pub fn single(name: &str, role: Role, token: &str) -> Self {
+        Self {
+            tokens: vec![Token {
+                name: name.to_string(),
+                role,
+                hash: sha256(token.as_bytes()),
+            }],
+        }
+    }
+
+    /// Whether no token is configured (then every admin request is refused).
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// The name of the token in `authorization` if it allows `needs`.
+    /// Every configured hash is compared, in constant time, whatever matches.
+    pub fn authorize(
+        &self,
+        authorization: Option<&[u8]>,
+        needs: Role,
+    ) -> Result<&str, AuthFailure> {
+        let presented = authorization
+            .and_then(|h| h.strip_prefix(b"Bearer "))
+            .filter(|t| !t.is_empty())
+            .ok_or(AuthFailure::Missing)?;
+        let hash = sha256(presented);
+        let mut found: Option<&Token> = None;
+        for t in &self.tokens {
+            if bool::from(t.hash.ct_eq(&hash)) {
+                found = Some(t);
+            }
+        }
+        let token = found.ok_or(AuthFailure::Invalid)?;
+        if token.role < needs {
+            return Err(AuthFailure::Forbidden);
+        }
+        Ok(&token.name)
+    }
+}
+
+fn read_tokens_file(path: &Path) -> Result<Vec<TokenEntry>, FieldError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        tokens: Vec<TokenEntry>,
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| FieldError::new("admin.tokens_file", format!("{}: {e}", path.display())))?;
+    toml::from_str::<File>(&text)
+        .map(|f| f.tokens)
+        .map_err(|e| {
+            FieldError::new(
+                "admin.tokens_file",
+                format!("{}: {}", path.display(), e.message()),
+            )
+        })
+}
+
+fn parse_env(value: &str) -> Result<Vec<TokenEntry>, FieldError> {
+    value
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|item| {
+            let mut parts = item.trim().splitn(3, ':');
+            let (Some(name), Some(role), Some(sha256)) = (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(FieldError::new(
+                    TOKENS_ENV,
+                    "expected name:role:sha256[,name:role:sha256...]",
+                ));
+            };
+            let role = match role {
+                "read" => Role::Read,
+                "write" => Role::Write,
+                other => {
+                    return Err(FieldError::new(
+                        TOKENS_ENV,
+                        format!("token `{name}`: role `{other}` is not read or write"),
+                    ));
+                }
+            };
+            Ok(TokenEntry {
+                name: name.to_string(),
+                role,
+                sha256: sha256.to_string(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, role: Role, token: &str) -> TokenEntry {
+        TokenEntry {
+            name: name.into(),
+            role,
+            sha256: hex::encode(sha256(token.as_bytes())),
+        }
+    }
+
+    #[test]
+    fn a_token_is_let_in_by_its_hash_and_only_as_far_as_its_role() {
+        let auth = AdminAuth::from_entries(&[
+            entry("ops", Role::Write, "s3cret-w"),
+            entry("viewer", Role::Read, "s3cret-r"),
+        ])
+        .unwrap();
+        assert_eq!(
+            auth.authorize(Some(b"Bearer s3cret-w"), Role::Write),
+            Ok("ops")
+        );
+        assert_eq!(
+            auth.authorize(Some(b"Bearer s3cret-r"), Role::Read),
+            Ok("viewer")
+        );
+        assert_eq!(
+            auth.authorize(Some(b"Bearer s3cret-r"), Role::Write),
+            Err(AuthFailure::Forbidden)
+        );
+        assert_eq!(
+            auth.authorize(Some(b"Bearer s3cret-x"), Role::Read),
+            Err(AuthFailure::Invalid)
+        );
+        assert_eq!(auth.authorize(None, Role::Read), Err(AuthFailure::Missing));
+        assert_eq!(
+            auth.authorize(Some(b"Basic b3BzOnB3"), Role::Read),
+            Err(AuthFailure::Missing)
+        );
+        assert_eq!(
+            auth.authorize(Some(b"Bearer "), Role::Read),
+            Err(AuthFailure::Missing)
+        );
+    }
+
+    #[test]
+    fn no_token_configured_lets_nobody_in() {
+        let auth = AdminAuth::default();
+        assert!(auth.is_empty());
+        assert_eq!(
+            auth.authorize(Some(b"Bearer anything"), Role::Read),
+            Err(AuthFailure::Invalid)
+        );
+    }
+
+    #[test]
+    fn tokens_come_from_the_section_a_file_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokens.toml");
+        let e = entry("from-file", Role::Read, "f");
+        std::fs::write(
+            &file,
+            format!(
+                "[[tokens]]\nname = \"from-file\"\nrole = \"read\"\nsha256 = \"{}\"\n",
+                e.sha256
+            ),
+        )
+        .unwrap();
+        let cfg = AdminConfig {
+            tokens: vec![entry("from-config", Role::Write, "c")],
+            tokens_file: Some(file),
+        };
+        let env = format!("from-env:write:{}", entry("x", Role::Write, "e").sha256);
+        let auth = AdminAuth::from_config(&cfg, Some(&env)).unwrap();
+        assert_eq!(
+            auth.authorize(Some(b"Bearer c"), Role::Write),
+            Ok("from-config")
+        );
+        assert_eq!(
+            auth.authorize(Some(b"Bearer f"), Role::Read),
+            Ok("from-file")
+        );
+        assert_eq!(
+            auth.authorize(Some(b"Bearer e"), Role::Write),
+            Ok("from-env")
+        );
+    }
+
+    #[test]
+    fn a_bad_hash_or_role_is_an_error_that_names_the_token_not_its_value() {
+        let bad = TokenEntry {
+            name: "ops".into(),
+            role: Role::Write,
+            sha256: "not-hex".into(),
+        };
+        let e = AdminAuth::from_entries(&[bad]).unwrap_err();
+        assert_eq!(e.field, "admin.tokens");
+        assert!(e.message.contains("`ops`"), "{e}");
+        let e = parse_env("ops:admin:00").unwrap_err();
+        assert!(e.message.contains("role `admin`"), "{e}");
+        assert!(parse_env("just-a-token").is_err());
+    }
+}
