@@ -367,3 +367,20 @@ async fn server_reflection_lists_the_rta_service() {
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
     node.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_request_about_no_device_is_invalid_argument_naming_device_ids() {
+    let node = start_golden().await;
+    let mut client = node.client().await;
+    let err = client
+        .decide(pb::DecideRequest::default())
+        .await
+        .expect_err("an empty request is a caller's bug");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().starts_with("device_ids: "),
+        "{}",
+        err.message()
+    );
+    node.running.shutdown().await;
+}

@@ -548,3 +548,32 @@ async fn a_request_not_answered_within_its_deadline_gets_the_default_answer() {
     assert!(text.contains(needle), "missing {needle} in\n{text}");
     node.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_content_length_over_the_limit_gets_413_from_the_header_without_waiting_for_a_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // a deadline far longer than the test waits: the default answer would come too late
+    let node = start_tencent(TencentConfig {
+        max_body_bytes: 1024,
+        deadline_ms: 30_000,
+        ..config()
+    })
+    .await;
+    let mut tcp = tokio::net::TcpStream::connect(node.running.http_addr)
+        .await
+        .expect("the media listener accepts");
+    let head = format!(
+        "POST {} HTTP/1.1\r\nhost: rta\r\ncontent-type: application/x-protobuf\r\ncontent-length: 10000000\r\n\r\n",
+        tencent::PATH
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    // no body byte is ever sent
+    let mut answer = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), tcp.read(&mut answer))
+        .await
+        .expect("answered from the header, not after the deadline")
+        .unwrap();
+    let status_line = String::from_utf8_lossy(&answer[..n]);
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+    node.running.shutdown().await;
+}

@@ -67,6 +67,14 @@ fn parse_request(req: &pb::DecideRequest, prefix: &str) -> Result<Parsed, Invali
             format!("longer than {MAX_REQUEST_ID} bytes"),
         ));
     }
+    if req.device_ids.is_empty() {
+        // a request about no device is a caller's bug, not a refusal
+        return Err(InvalidRequest::new(
+            "device_ids",
+            format!("{prefix}device_ids"),
+            "at least one device id is required",
+        ));
+    }
     if req.device_ids.len() > MAX_DEVICE_IDS {
         return Err(InvalidRequest::new(
             "device_ids",

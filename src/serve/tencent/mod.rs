@@ -91,6 +91,7 @@ pub fn router(engine: Arc<DecisionEngine>, cfg: &TencentConfig) -> Router {
 struct Endpoint {
     engine: Arc<DecisionEngine>,
     deadline: Duration,
+    max_body_bytes: usize,
     default_answer: FailMode,
     min_cache_seconds: u32,
     max_cache_seconds: u32,
@@ -108,6 +109,7 @@ impl Endpoint {
         Self {
             engine,
             deadline: Duration::from_millis(cfg.deadline_ms),
+            max_body_bytes: cfg.max_body_bytes,
             default_answer: cfg.default_answer,
             min_cache_seconds: cfg.min_cache_seconds,
             max_cache_seconds: cfg.max_cache_seconds,
@@ -208,6 +210,20 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         .extensions()
         .get::<Arrival>()
         .map_or_else(Instant::now, |a| a.0);
+    // a body announced over the limit is refused from its header, before
+    // waiting for bytes that would only be thrown away
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > ep.max_body_bytes as u64) {
+        return refused(
+            "body_size",
+            ErrorCode::TooLarge,
+            format!("Content-Length over the {}-byte limit", ep.max_body_bytes),
+        );
+    }
     let body = match Bytes::from_request(req, &()).await {
         Ok(b) => b,
         Err(rejection) => return body_rejected(&rejection),
@@ -273,7 +289,13 @@ fn body_rejected(rejection: &BytesRejection) -> Response {
     } else {
         ("body", ErrorCode::InvalidArgument)
     };
-    let invalid = InvalidRequest::new(field, field, rejection.body_text());
+    refused(field, code, rejection.body_text())
+}
+
+/// A request refused before it was decoded: counted by `field`, answered
+/// with `code`'s status and the message as text.
+fn refused(field: &'static str, code: ErrorCode, message: String) -> Response {
+    let invalid = InvalidRequest::new(field, field, message);
     invalid.count(API);
     ApiError {
         code,
