@@ -15,8 +15,8 @@ use rta_engine::domain::ids::{DeviceIdKind, DeviceKey};
 use rta_engine::domain::os::Os;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::record::UserRecord;
-use rta_engine::serve::admin_auth::{Role, TokenEntry, token_sha256_hex};
 use rta_engine::serve::node::StrategySource;
+use rta_engine::serve::tokens::{Role, TokenEntry, token_sha256_hex};
 use rta_engine::serve::{pb, runtime};
 
 /// The process's allocator: the request path's HTTP/2 and gRPC framing

@@ -5,6 +5,7 @@ mod common;
 use common::*;
 use prost::Message;
 use rta_engine::serve::pb;
+use rta_engine::serve::tokens::{BearerTokens, Role, TokenEntry, token_sha256_hex};
 use tonic::Code;
 
 use pb::DeviceIdType as T;
@@ -382,5 +383,46 @@ async fn a_request_about_no_device_is_invalid_argument_naming_device_ids() {
         "{}",
         err.message()
     );
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_client_tokens_configured_decide_takes_only_callers_holding_one() {
+    let callers = BearerTokens::from_entries(&[TokenEntry {
+        name: "dsp-a".into(),
+        role: Role::Read,
+        sha256: token_sha256_hex("dsp-a-secret"),
+    }])
+    .unwrap();
+    let node = start_with_callers(callers).await;
+    let mut client = node.client().await;
+    let ask = |token: Option<&str>| {
+        let mut req = tonic::Request::new(request(
+            "r1",
+            vec![device(T::ImeiMd5, imei_md5("860000000000001"))],
+        ));
+        if let Some(t) = token {
+            req.metadata_mut()
+                .insert("authorization", format!("Bearer {t}").parse().unwrap());
+        }
+        req
+    };
+    let anonymous = client.decide(ask(None)).await.unwrap_err();
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    let wrong = client.decide(ask(Some("guess"))).await.unwrap_err();
+    assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+    let answer = client
+        .decide(ask(Some("dsp-a-secret")))
+        .await
+        .expect("a configured caller decides")
+        .into_inner();
+    assert!(answer.take);
+    let text = metrics_text(&node).await;
+    for needle in [
+        "rta_client_auth_failures_total{api=\"grpc\",reason=\"missing\"} 1",
+        "rta_client_auth_failures_total{api=\"grpc\",reason=\"invalid\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle}");
+    }
     node.running.shutdown().await;
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use rta_engine::serve::admin_auth::{TOKENS_ENV, token_sha256_hex};
+use rta_engine::serve::tokens::{TOKENS_ENV, token_sha256_hex};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

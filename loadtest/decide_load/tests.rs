@@ -38,6 +38,7 @@ pub(crate) async fn start() -> (Running, Arc<DecisionEngine>) {
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_auth: Default::default(),
+        grpc_callers: Default::default(),
         request_timeout: Duration::from_secs(5),
         max_batch: 100,
     };

@@ -70,9 +70,12 @@ pub struct Config {
     /// Online calibration of the dual-tower model from media feedback.
     #[serde(default)]
     pub calibration: crate::decision::ledger::CalibrationConfig,
-    /// Who may use the admin API (tokens as hashes; see `serve::admin_auth`).
+    /// Who may use the admin API (tokens as hashes; see `serve::tokens`).
     #[serde(default)]
-    pub admin: crate::serve::admin_auth::AdminConfig,
+    pub admin: crate::serve::tokens::AdminConfig,
+    /// Who may call `Decide` (tokens as hashes; none: anyone).
+    #[serde(default)]
+    pub grpc: crate::serve::tokens::GrpcConfig,
 }
 
 /// Listen addresses and request limits.

@@ -35,8 +35,8 @@ use crate::domain::taxonomy::Taxonomy;
 use crate::index::UserIndex;
 use crate::index::snapshot::{self, Offsets};
 use crate::ingest::kafka::{self, IngestSetup, KafkaIngest};
-use crate::serve::admin_auth::{self, AdminAuth};
 use crate::serve::node::{self, Node, Running, ServeOptions, StrategySource};
+use crate::serve::tokens::{self, BearerTokens};
 use crate::telemetry;
 
 /// A started node: its servers, engine and ingestion, stopped in order by
@@ -171,15 +171,15 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
     let blacklist_file = restore_blacklist(cfg, &engine);
     let upkeep = upkeep::spawn(engine.clone(), &cfg.calibration, blacklist_file.clone());
     let node = Arc::new(Node::new(engine.clone(), taxonomy.clone(), source));
-    let admin_auth = AdminAuth::from_config(
+    let admin_auth = BearerTokens::from_config(
         &cfg.admin,
-        std::env::var(admin_auth::TOKENS_ENV).ok().as_deref(),
+        std::env::var(tokens::TOKENS_ENV).ok().as_deref(),
     )
     .map_err(ConfigError::from)?;
     if admin_auth.is_empty() {
         tracing::warn!(
             "no admin tokens configured ([admin] tokens, tokens_file or {}): the admin API refuses every request",
-            admin_auth::TOKENS_ENV
+            tokens::TOKENS_ENV
         );
     }
     let opts = ServeOptions {
@@ -187,6 +187,9 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         http_addr: cfg.server.http_addr,
         admin_addr: cfg.server.admin_addr,
         admin_auth: Arc::new(admin_auth),
+        grpc_callers: Arc::new(
+            BearerTokens::from_entries(&cfg.grpc.client_tokens).map_err(ConfigError::from)?,
+        ),
         request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
         max_batch: cfg.server.max_batch,
     };

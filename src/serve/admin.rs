@@ -19,9 +19,9 @@ use super::limits::MAX_DEVICE_IDS;
 use crate::decision::DecisionRequest;
 use crate::decision::blacklist::{Listed, Reason};
 use crate::index::record::{UserRecord, parse_device};
-use crate::serve::admin_auth::{AdminAuth, AuthFailure, Role};
 use crate::serve::error::{ApiError, ErrorCode};
 use crate::serve::node::Node;
+use crate::serve::tokens::{AuthFailure, BearerTokens, Role};
 use crate::strategy::Os;
 use crate::telemetry;
 use crate::telemetry::event::{AdminActionAudited, AdminAuthFailed};
@@ -36,9 +36,9 @@ pub fn health_router(node: Arc<Node>) -> Router {
 }
 
 /// The admin router, for the admin listener only: the health checks and
-/// `/metrics`, open, and the admin API behind [`AdminAuth`] (a `read` token
+/// `/metrics`, open, and the admin API behind [`BearerTokens`] (a `read` token
 /// for `GET`, a `write` token for every mutation; each mutation audited).
-pub fn router(node: Arc<Node>, auth: Arc<AdminAuth>) -> Router {
+pub fn router(node: Arc<Node>, auth: Arc<BearerTokens>) -> Router {
     let api = Router::new()
         .route("/strategies", get(strategies))
         .route("/strategies/reload", post(reload))
@@ -65,7 +65,7 @@ pub fn router(node: Arc<Node>, auth: Arc<AdminAuth>) -> Router {
 /// (`GET` reads, anything else writes); a mutation's body, when it has one,
 /// must be JSON (so that no cross-site form post is taken); every mutation is
 /// audited with the token's name, never the token.
-async fn authorize(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next) -> Response {
+async fn authorize(State(auth): State<Arc<BearerTokens>>, req: Request, next: Next) -> Response {
     let needs = if req.method() == Method::GET || req.method() == Method::HEAD {
         Role::Read
     } else {

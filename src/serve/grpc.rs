@@ -10,8 +10,9 @@ use super::limits::*;
 use super::pb;
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
 use crate::domain::ids::{DeviceIdKind, DeviceKey};
+use crate::serve::tokens::{AuthFailure, BearerTokens, Role};
 use crate::strategy::Os;
-use crate::telemetry::event::DecisionAnswered;
+use crate::telemetry::event::{ClientAuthFailed, DecisionAnswered};
 
 /// The gRPC service over a decision engine.
 #[derive(Clone)]
@@ -218,6 +219,37 @@ impl From<Os> for pb::Os {
             Os::Ios => pb::Os::Ios,
             Os::Harmony => pb::Os::Harmony,
             Os::Other => pb::Os::Other,
+        }
+    }
+}
+
+/// Lets a `Decide` / `BatchDecide` call in when it carries one of `tokens` as
+/// `authorization: Bearer <token>` metadata; every call when none is
+/// configured. Missing or unknown tokens are `UNAUTHENTICATED`, counted by
+/// reason. The health and reflection services are not behind it.
+pub fn check_caller(
+    tokens: Arc<BearerTokens>,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    move |req| {
+        if tokens.is_empty() {
+            return Ok(req);
+        }
+        let presented = req.metadata().get("authorization").map(|v| v.as_bytes());
+        match tokens.authorize(presented, Role::Read) {
+            Ok(_) => Ok(req),
+            Err(failure) => {
+                ClientAuthFailed {
+                    api: "grpc",
+                    reason: failure.label(),
+                }
+                .emit();
+                Err(tonic::Status::unauthenticated(match failure {
+                    AuthFailure::Missing => "a bearer token is required",
+                    AuthFailure::Invalid | AuthFailure::Forbidden => {
+                        "the bearer token is not valid"
+                    }
+                }))
+            }
         }
     }
 }

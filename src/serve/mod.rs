@@ -5,12 +5,12 @@
 //! maps to a gRPC and an HTTP status in one place.
 
 pub mod admin;
-pub mod admin_auth;
 pub mod error;
 pub mod grpc;
 pub mod node;
 pub mod runtime;
 pub mod tencent;
+pub mod tokens;
 
 /// Generated protobuf types and gRPC stubs of `rta.v1`.
 pub mod pb {

@@ -14,8 +14,8 @@ use tokio::task::JoinHandle;
 
 use crate::decision::DecisionEngine;
 use crate::domain::taxonomy::Taxonomy;
-use crate::serve::admin_auth::AdminAuth;
 use crate::serve::tencent::{self, TencentConfig};
+use crate::serve::tokens::BearerTokens;
 use crate::serve::{admin, grpc::RtaGrpc, pb};
 use crate::strategy::{StrategyError, StrategySet};
 use crate::telemetry;
@@ -139,7 +139,9 @@ pub struct ServeOptions {
     /// reach the media port must not reach the control plane.
     pub admin_addr: SocketAddr,
     /// Who may use the admin API.
-    pub admin_auth: Arc<AdminAuth>,
+    pub admin_auth: Arc<BearerTokens>,
+    /// Who may call `Decide` (empty: anyone who reaches the port).
+    pub grpc_callers: Arc<BearerTokens>,
     /// Deadline for one gRPC call when the client sends none shorter.
     pub request_timeout: Duration,
     /// Most requests in one BatchDecide.
@@ -224,6 +226,10 @@ pub async fn start_with(
         opts.max_batch,
     ))
     .max_decoding_message_size(4 * 1024 * 1024);
+    let rta = tonic::service::interceptor::InterceptedService::new(
+        rta,
+        crate::serve::grpc::check_caller(opts.grpc_callers.clone()),
+    );
     // TCP_NODELAY on every accepted connection (the builder's `tcp_nodelay`
     // does not apply to a listener we bound ourselves): an answer is a few
     // small HTTP/2 frames, and Nagle plus the client's delayed ACK held them

@@ -209,3 +209,20 @@ impl AdminActionAudited<'_> {
             .increment(1);
     }
 }
+
+/// A `Decide` call refused for its credentials (never with the token).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAuthFailed {
+    /// The API (`grpc`).
+    pub api: &'static str,
+    /// Why (`missing`, `invalid`).
+    pub reason: &'static str,
+}
+
+impl ClientAuthFailed {
+    /// Counts the refusal (no log line: a flood of them must not flood the log).
+    pub fn emit(self) {
+        metrics::counter!(telemetry::CLIENT_AUTH_FAILURES, "api" => self.api, "reason" => self.reason)
+            .increment(1);
+    }
+}

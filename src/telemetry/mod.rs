@@ -60,6 +60,8 @@ pub const INDEX_TABLE_BYTES: &str = "rta_index_table_bytes";
 /// Admin requests refused for their credentials, by `reason` (missing,
 /// invalid, forbidden).
 pub const ADMIN_AUTH_FAILURES: &str = "rta_admin_auth_failures_total";
+/// Decide calls refused for their credentials, by `api` and `reason`.
+pub const CLIENT_AUTH_FAILURES: &str = "rta_client_auth_failures_total";
 /// Admin mutations, by `action` (method and route) and `result` (HTTP status).
 pub const ADMIN_ACTIONS: &str = "rta_admin_actions_total";
 /// Latency probes (Tencent `is_ping`) answered, by `api`.
@@ -143,6 +145,10 @@ fn describe() {
         "Admin requests refused for their credentials, by reason"
     );
     describe_counter!(ADMIN_ACTIONS, "Admin mutations, by action and result");
+    describe_counter!(
+        CLIENT_AUTH_FAILURES,
+        "Decide calls refused for their credentials, by api and reason"
+    );
     describe_counter!(STRATEGY_MATCHES, "Matches per strategy");
     describe_gauge!(STRATEGIES_LIVE, "Live strategies");
     describe_counter!(STRATEGY_RELOADS, "Strategy reloads, by result");

@@ -13,17 +13,17 @@ use rta_engine::demo::DEMO_STRATEGIES;
 use rta_engine::domain::taxonomy::Taxonomy;
 use rta_engine::index::UserIndex;
 use rta_engine::index::record::UserRecord;
-use rta_engine::serve::admin_auth::{AdminAuth, Role, TokenEntry, token_sha256_hex};
 use rta_engine::serve::node::{self, Node, Running, ServeOptions, StrategySource};
 use rta_engine::serve::pb;
+use rta_engine::serve::tokens::{BearerTokens, Role, TokenEntry, token_sha256_hex};
 
 /// The admin tokens of test nodes: one that may write, one that may only read.
 pub const WRITE_TOKEN: &str = "test-write-token";
 pub const READ_TOKEN: &str = "test-read-token";
 
 /// The admin tokens of test nodes, as a node holds them (hashes).
-pub fn admin_auth() -> AdminAuth {
-    AdminAuth::from_entries(&[
+pub fn admin_auth() -> BearerTokens {
+    BearerTokens::from_entries(&[
         TokenEntry {
             name: "tester".into(),
             role: Role::Write,
@@ -110,7 +110,14 @@ pub async fn start_with(source: StrategySource) -> TestNode {
 
 /// Starts a node over `index` on free loopback ports.
 pub async fn start_node(index: Arc<UserIndex>, source: StrategySource, clock: Clock) -> TestNode {
-    start_node_with(index, source, clock, &Default::default()).await
+    start_node_with(
+        index,
+        source,
+        clock,
+        &Default::default(),
+        BearerTokens::default(),
+    )
+    .await
 }
 
 /// Starts a node over `index` with the Tencent endpoint configured by `tencent`.
@@ -119,6 +126,7 @@ async fn start_node_with(
     source: StrategySource,
     clock: Clock,
     tencent: &rta_engine::serve::tencent::TencentConfig,
+    grpc_callers: BearerTokens,
 ) -> TestNode {
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let set = source.load(&taxonomy).expect("strategies load");
@@ -129,6 +137,7 @@ async fn start_node_with(
         http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         admin_auth: Arc::new(admin_auth()),
+        grpc_callers: Arc::new(grpc_callers),
         request_timeout: Duration::from_secs(5),
         max_batch: 100,
     };
@@ -155,6 +164,22 @@ pub async fn start_tencent(tencent: rta_engine::serve::tencent::TencentConfig) -
         StrategySource::Embedded(DEMO_STRATEGIES),
         Clock::Fixed(TODAY),
         &tencent,
+        BearerTokens::default(),
+    )
+    .await
+}
+
+/// Starts a node over the golden population with the demo strategies whose
+/// `Decide` takes only callers holding one of `callers`.
+pub async fn start_with_callers(callers: BearerTokens) -> TestNode {
+    let _ = rta_engine::telemetry::prometheus();
+    let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
+    start_node_with(
+        index,
+        StrategySource::Embedded(DEMO_STRATEGIES),
+        Clock::Fixed(TODAY),
+        &Default::default(),
+        callers,
     )
     .await
 }

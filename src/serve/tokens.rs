@@ -1,9 +1,12 @@
-//! Who may use the admin API: bearer tokens, each with a name and a role,
-//! configured as SHA-256 hashes (never the clear token), compared in constant
-//! time. `read` may look (profiles, explain, strategies, the blacklist,
-//! calibration); `write` may also change (reload, blacklist edits,
-//! recalibration). `/metrics` and the health checks stay open on the admin
-//! listener, as Prometheus and probes expect.
+//! Bearer tokens, each with a name and a role, configured as SHA-256 hashes
+//! (never the clear token) and compared in constant time: who may use the
+//! admin API and, when any are configured, who may call `Decide`.
+//!
+//! On the admin API, `read` may look (profiles, explain, strategies, the
+//! blacklist, calibration) and `write` may also change (reload, blacklist
+//! edits, recalibration); `/metrics` and the health checks stay open on the
+//! admin listener, as Prometheus and probes expect. A `Decide` caller's token
+//! needs `read`.
 
 use std::path::{Path, PathBuf};
 
@@ -29,10 +32,15 @@ pub enum Role {
 pub struct TokenEntry {
     /// Who holds it: named in the audit log instead of the token.
     pub name: String,
-    /// What it may do.
+    /// What it may do (`read` when not given).
+    #[serde(default = "read")]
     pub role: Role,
     /// `sha256(token)` in hex: `printf %s "$TOKEN" | sha256sum`.
     pub sha256: String,
+}
+
+fn read() -> Role {
+    Role::Read
 }
 
 /// The `[admin]` configuration section.
@@ -47,6 +55,15 @@ pub struct AdminConfig {
 
 /// Tokens given by the environment: `RTA_ADMIN_TOKENS="name:role:sha256,..."`.
 pub const TOKENS_ENV: &str = "RTA_ADMIN_TOKENS";
+
+/// The `[grpc]` configuration section: who may call `Decide` and `BatchDecide`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrpcConfig {
+    /// Callers' tokens, as hashes, sent as `authorization: Bearer <token>`
+    /// metadata. None: any caller that reaches the port may decide.
+    pub client_tokens: Vec<TokenEntry>,
+}
 
 /// Why a request was not let in: the `reason` label of
 /// `rta_admin_auth_failures_total`.
@@ -80,7 +97,7 @@ struct Token {
 
 /// The tokens the admin API accepts.
 #[derive(Debug, Clone, Default)]
-pub struct AdminAuth {
+pub struct BearerTokens {
     tokens: Vec<Token>,
 }
 
@@ -93,7 +110,7 @@ pub fn token_sha256_hex(token: &str) -> String {
     hex::encode(sha256(token.as_bytes()))
 }
 
-impl AdminAuth {
+impl BearerTokens {
     /// Tokens from configured entries; a hash that is not 64 hex digits is an
     /// error naming the token's entry (by name, never by value).
     pub fn from_entries(entries: &[TokenEntry]) -> Result<Self, FieldError> {
@@ -237,7 +254,7 @@ mod tests {
 
     #[test]
     fn a_token_is_let_in_by_its_hash_and_only_as_far_as_its_role() {
-        let auth = AdminAuth::from_entries(&[
+        let auth = BearerTokens::from_entries(&[
             entry("ops", Role::Write, "s3cret-w"),
             entry("viewer", Role::Read, "s3cret-r"),
         ])
@@ -271,7 +288,7 @@ mod tests {
 
     #[test]
     fn no_token_configured_lets_nobody_in() {
-        let auth = AdminAuth::default();
+        let auth = BearerTokens::default();
         assert!(auth.is_empty());
         assert_eq!(
             auth.authorize(Some(b"Bearer anything"), Role::Read),
@@ -297,7 +314,7 @@ mod tests {
             tokens_file: Some(file),
         };
         let env = format!("from-env:write:{}", entry("x", Role::Write, "e").sha256);
-        let auth = AdminAuth::from_config(&cfg, Some(&env)).unwrap();
+        let auth = BearerTokens::from_config(&cfg, Some(&env)).unwrap();
         assert_eq!(
             auth.authorize(Some(b"Bearer c"), Role::Write),
             Ok("from-config")
@@ -319,7 +336,7 @@ mod tests {
             role: Role::Write,
             sha256: "not-hex".into(),
         };
-        let e = AdminAuth::from_entries(&[bad]).unwrap_err();
+        let e = BearerTokens::from_entries(&[bad]).unwrap_err();
         assert_eq!(e.field, "admin.tokens");
         assert!(e.message.contains("`ops`"), "{e}");
         let e = parse_env("ops:admin:00").unwrap_err();
