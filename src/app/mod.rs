@@ -15,6 +15,7 @@
 
 pub mod config;
 mod error;
+mod fd_limit;
 mod signals;
 mod upkeep;
 mod users;
@@ -119,6 +120,10 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
     cfg.validate()?;
     telemetry::init_tracing();
     let _ = telemetry::prometheus();
+    match fd_limit::raise_open_files() {
+        Some((soft, hard)) => tracing::info!(soft, hard, "open-file limit"),
+        None => tracing::warn!("open-file limit unknown"),
+    }
     let taxonomy = Arc::new(load_taxonomy(cfg.taxonomy.path.as_deref())?);
     let source = strategy_source(cfg);
     let set = source.load(&taxonomy)?;
