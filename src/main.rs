@@ -286,6 +286,7 @@ fn parse_cli_device(s: &str) -> Result<pb::DeviceId> {
     if let DeviceIdText::Raw {
         kind: DeviceIdKind::Oaid,
         value,
+        ..
     } = &text
     {
         return Ok(pb::DeviceId {
@@ -303,7 +304,7 @@ fn parse_cli_device(s: &str) -> Result<pb::DeviceId> {
     };
     Ok(pb::DeviceId {
         r#type: t as i32,
-        value: text.key()?.to_hex(),
+        value: text.key().to_hex(),
     })
 }
 

@@ -25,12 +25,14 @@ pub enum DeviceIdText {
         /// The digest.
         key: DeviceKey,
     },
-    /// A raw id of a kind, to be hashed by that kind's convention.
+    /// A raw id of a kind, hashed by that kind's convention.
     Raw {
         /// The kind.
         kind: DeviceIdKind,
         /// The raw value, as written.
         value: String,
+        /// Its key, hashed once when parsed.
+        key: DeviceKey,
     },
 }
 
@@ -51,10 +53,9 @@ pub enum DeviceTextError {
 
 impl DeviceIdText {
     /// The index key this id resolves by.
-    pub fn key(&self) -> Result<DeviceKey, IdError> {
+    pub fn key(&self) -> DeviceKey {
         match self {
-            Self::Hashed { key, .. } => Ok(*key),
-            Self::Raw { kind, value } => DeviceKey::from_raw(*kind, value),
+            Self::Hashed { key, .. } | Self::Raw { key, .. } => *key,
         }
     }
 
@@ -77,9 +78,9 @@ impl FromStr for DeviceIdText {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let raw = |kind, value: &str| {
             // hashing validates the value's length; keep the text as written
-            DeviceKey::from_raw(kind, value)?;
             Ok(Self::Raw {
                 kind,
+                key: DeviceKey::from_raw(kind, value)?,
                 value: value.to_string(),
             })
         };
@@ -113,7 +114,7 @@ impl fmt::Display for DeviceIdText {
                 kind: Some(kind),
                 key,
             } => write!(f, "{}:{}", kind.name(), key.to_hex()),
-            Self::Raw { kind, value } => write!(f, "raw:{}:{value}", kind.name()),
+            Self::Raw { kind, value, .. } => write!(f, "raw:{}:{value}", kind.name()),
         }
     }
 }
@@ -128,13 +129,13 @@ mod tests {
     fn the_three_forms_and_the_alias_parse() {
         let bare: DeviceIdText = HEX.parse().unwrap();
         assert_eq!(bare.kind(), None);
-        assert_eq!(bare.key().unwrap().to_hex(), HEX);
+        assert_eq!(bare.key().to_hex(), HEX);
         let typed: DeviceIdText = format!("imei:{HEX}").parse().unwrap();
         assert_eq!(typed.kind(), Some(DeviceIdKind::Imei));
         assert_eq!(typed.key(), bare.key());
         let raw: DeviceIdText = "raw:imei:860000000000009".parse().unwrap();
         assert_eq!(
-            raw.key().unwrap(),
+            raw.key(),
             DeviceKey::from_raw(DeviceIdKind::Imei, "860000000000009").unwrap()
         );
         let alias: DeviceIdText = "oaid_raw:abc-123".parse().unwrap();

@@ -141,8 +141,7 @@ fn one() -> u16 {
 pub fn parse_device(s: &str) -> Result<DeviceKey, RecordError> {
     let err = |m: String| RecordError::Device(s.chars().take(8).collect(), m);
     s.parse::<DeviceIdText>()
-        .map_err(|e| err(e.to_string()))?
-        .key()
+        .map(|text| text.key())
         .map_err(|e| err(e.to_string()))
 }
 
