@@ -194,8 +194,13 @@ impl Config {
             path: path.to_path_buf(),
             source,
         })?;
-        let cfg: Config = toml::from_str(&src).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
+        Self::from_toml(&src, path)
+    }
+
+    /// Parses and validates config text; `origin` names it in errors.
+    pub fn from_toml(src: &str, origin: &Path) -> Result<Self, ConfigError> {
+        let cfg: Config = toml::from_str(src).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
             message: e.to_string().trim_end().to_string(),
         })?;
         cfg.validate()?;

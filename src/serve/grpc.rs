@@ -55,6 +55,13 @@ impl RtaGrpc {
     }
 }
 
+/// Validates a `DecideRequest` as `Decide` does, without deciding: the
+/// entry point of the `decide_request` fuzz target and of callers that want
+/// the field error before sending.
+pub fn check_request(req: &pb::DecideRequest) -> Result<(), InvalidRequest> {
+    parse_request(req, "").map(|_| ())
+}
+
 struct Parsed {
     devices: Vec<DeviceKey>,
     os: Os,

@@ -27,6 +27,7 @@ use super::InvalidRequest;
 use super::error::{ApiError, ErrorCode};
 use super::limits::MAX_EXPERIMENTS;
 mod config;
+pub mod shape;
 
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
 use crate::domain::ids::{DeviceIdKind as Kind, DeviceKey};
@@ -228,14 +229,9 @@ async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
         Ok(b) => b,
         Err(rejection) => return body_rejected(&rejection),
     };
-    let req = match pb::RtaRequest::decode(body) {
+    let req = match read_request(&body) {
         Ok(r) => r,
         Err(e) => {
-            let e = InvalidRequest::new(
-                "body",
-                "body",
-                format!("not a tencent.ad.rta.RtaRequest: {e}"),
-            );
             e.count(API);
             return ApiError::from(e).into_plain_response();
         }
@@ -346,18 +342,35 @@ pub fn dsp_tag(strategy_id: &str) -> String {
     format!("{}~{}", &strategy_id[..cut], &digest[..8])
 }
 
+/// Decodes a request body after bounding its element count on the wire
+/// ([`shape::check`]); the endpoint's first step, and a fuzz target's.
+pub fn read_request(body: &[u8]) -> Result<pb::RtaRequest, InvalidRequest> {
+    shape::check(body)?;
+    pb::RtaRequest::decode(body).map_err(|e| {
+        InvalidRequest::new(
+            "body",
+            "body",
+            format!("not a tencent.ad.rta.RtaRequest: {e}"),
+        )
+    })
+}
+
 /// A Tencent request as the decision sees it.
 #[derive(Debug)]
-struct Translated {
-    devices: Vec<DeviceKey>,
+pub struct Translated {
+    /// The usable device keys, the cached kind first.
+    pub devices: Vec<DeviceKey>,
     /// Ids the media flagged as doubtful (not decided on).
-    flagged: Vec<DeviceKey>,
-    os: Os,
-    experiments: Vec<u64>,
+    pub flagged: Vec<DeviceKey>,
+    /// The device's platform.
+    pub os: Os,
+    /// The media's experiment ids.
+    pub experiments: Vec<u64>,
 }
 
 impl Translated {
-    fn from_request(req: &pb::RtaRequest, api: &'static str) -> Self {
+    /// Translates a decoded request; ids dropped on the way are counted under `api`.
+    pub fn from_request(req: &pb::RtaRequest, api: &'static str) -> Self {
         let Some(device) = req.device.as_ref() else {
             return Self {
                 devices: Vec::new(),
