@@ -61,22 +61,24 @@ enum Command {
         #[arg(long)]
         worker_threads: Option<usize>,
     },
-    /// Run from a configuration file.
+    /// Run from a configuration file. Each flag can also come from the
+    /// environment variable named beside it (a flag on the command line wins),
+    /// so that a container image passes its config path as `RTA_CONFIG`.
     Serve {
         /// The TOML configuration (see deploy/rta-engine.toml).
-        #[arg(long)]
+        #[arg(long, env = "RTA_CONFIG")]
         config: PathBuf,
         /// Overrides server.grpc_addr.
-        #[arg(long)]
+        #[arg(long, env = "RTA_GRPC_ADDR")]
         grpc_addr: Option<SocketAddr>,
         /// Overrides server.http_addr.
-        #[arg(long)]
+        #[arg(long, env = "RTA_HTTP_ADDR")]
         http_addr: Option<SocketAddr>,
         /// Overrides server.admin_addr.
-        #[arg(long)]
+        #[arg(long, env = "RTA_ADMIN_ADDR")]
         admin_addr: Option<SocketAddr>,
         /// Overrides server.worker_threads.
-        #[arg(long)]
+        #[arg(long, env = "RTA_WORKER_THREADS")]
         worker_threads: Option<usize>,
     },
     /// Ask a running engine for a decision over gRPC.
