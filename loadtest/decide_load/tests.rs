@@ -41,6 +41,7 @@ pub(crate) async fn start() -> (Running, Arc<DecisionEngine>) {
         grpc_callers: Default::default(),
         request_timeout: Duration::from_secs(5),
         max_batch: 100,
+        ..ServeOptions::default()
     };
     let running = node::start_with(node.clone(), &opts, &Default::default())
         .await

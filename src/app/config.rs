@@ -76,6 +76,12 @@ pub struct Config {
     /// Who may call `Decide` (tokens as hashes; none: anyone).
     #[serde(default)]
     pub grpc: crate::serve::tokens::GrpcConfig,
+    /// Connection caps and timeouts of the three listeners.
+    #[serde(default)]
+    pub connections: crate::serve::listener::ConnectionsConfig,
+    /// Certificates for TLS on the listeners; none = plain TCP.
+    #[serde(default)]
+    pub tls: Option<crate::serve::listener::TlsConfig>,
 }
 
 /// Listen addresses and request limits.
@@ -98,6 +104,10 @@ pub struct ServerConfig {
     /// thread, as Redis does: on a small machine shared with other processes
     /// it leaves them the other cores.
     pub worker_threads: Option<usize>,
+    /// Source networks (CIDRs or addresses) allowed to connect to the media
+    /// listener; empty: any. Media platforms send no token, so this is their
+    /// credential.
+    pub media_allow: Vec<String>,
 }
 
 impl ServerConfig {
@@ -120,6 +130,7 @@ impl Default for ServerConfig {
             request_timeout_ms: 50,
             max_batch: 1000,
             worker_threads: None,
+            media_allow: Vec::new(),
         }
     }
 }
@@ -259,7 +270,23 @@ impl Config {
                 FieldError::new("snapshot", "interval_secs and keep must be at least 1").into(),
             );
         }
+        self.connections.validate()?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
+        self.media_allow()?;
         Ok(self.tencent.validate()?)
+    }
+
+    /// The media listener's allow-list; `None` when any address may connect.
+    pub fn media_allow(&self) -> Result<Option<crate::serve::listener::AllowList>, ConfigError> {
+        if self.server.media_allow.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(crate::serve::listener::AllowList::parse(
+            "server.media_allow",
+            &self.server.media_allow,
+        )?))
     }
 }
 

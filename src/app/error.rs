@@ -33,6 +33,9 @@ pub enum StartError {
     /// A snapshot could not be restored.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The TLS certificate, key or CA could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::serve::listener::TlsError),
     /// A listener could not be started.
     #[error(transparent)]
     Serve(#[from] ServeError),

@@ -36,8 +36,13 @@ use crate::domain::taxonomy::Taxonomy;
 use crate::index::UserIndex;
 use crate::index::snapshot::{self, Offsets};
 use crate::ingest::kafka::{self, IngestSetup, KafkaIngest};
+use crate::serve::listener::TlsFiles;
 use crate::serve::node::{self, Node, Running, ServeOptions, StrategySource};
 use crate::serve::tokens::{self, BearerTokens};
+
+/// File descriptors kept free of connections: Kafka's sockets, snapshot and
+/// log files, the blacklist file.
+const FD_RESERVE: u64 = 256;
 use crate::telemetry;
 
 /// A started node: its servers, engine and ingestion, stopped in order by
@@ -120,10 +125,27 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
     cfg.validate()?;
     telemetry::init_tracing();
     let _ = telemetry::prometheus();
+    let mut connections = cfg.connections.clone();
     match fd_limit::raise_open_files() {
-        Some((soft, hard)) => tracing::info!(soft, hard, "open-file limit"),
+        Some((soft, hard)) => {
+            tracing::info!(soft, hard, "open-file limit");
+            if connections.fit_to_fd_limit(soft, FD_RESERVE) {
+                tracing::warn!(
+                    open_file_limit = soft,
+                    max_grpc = connections.max_grpc,
+                    max_media = connections.max_media,
+                    max_admin = connections.max_admin,
+                    "connection caps lowered to fit the open-file limit"
+                );
+            }
+        }
         None => tracing::warn!("open-file limit unknown"),
     }
+    let tls = match &cfg.tls {
+        Some(t) => Some(Arc::new(TlsFiles::load(t.clone())?)),
+        None => None,
+    };
+    let media_allow = cfg.media_allow()?.map(Arc::new);
     let taxonomy = Arc::new(load_taxonomy(cfg.taxonomy.path.as_deref())?);
     let source = strategy_source(cfg);
     let set = source.load(&taxonomy)?;
@@ -197,6 +219,9 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         ),
         request_timeout: Duration::from_millis(cfg.server.request_timeout_ms),
         max_batch: cfg.server.max_batch,
+        connections: connections.clone(),
+        tls,
+        media_allow,
     };
     let running = match node::start_with(node.clone(), &opts, &cfg.tencent).await {
         Ok(r) => r,
@@ -249,6 +274,10 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         grpc = %running.grpc_addr,
         media = %running.http_addr,
         admin = %running.admin_addr,
+        tls = ?cfg.tls.as_ref().map(|t| &t.listeners),
+        mtls = cfg.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
+        media_allow = cfg.server.media_allow.len(),
+        max_connections = ?(connections.max_grpc, connections.max_media, connections.max_admin),
         strategies = set.strategies().len(),
         version = %set.version,
         "rta-engine ready: gRPC rta.v1.RtaService, health, reflection; media HTTP POST /rta/tencent /healthz /readyz; admin HTTP /metrics /strategies /users/<device> /explain /blacklist /calibration"

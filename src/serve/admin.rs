@@ -4,6 +4,7 @@
 //! (observed vs predicted per strategy, recalibrate now).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{FromRequestParts, MatchedPath, Path, Query, Request, State};
 use axum::http::request::Parts;
@@ -38,7 +39,7 @@ pub fn health_router(node: Arc<Node>) -> Router {
 /// The admin router, for the admin listener only: the health checks and
 /// `/metrics`, open, and the admin API behind [`BearerTokens`] (a `read` token
 /// for `GET`, a `write` token for every mutation; each mutation audited).
-pub fn router(node: Arc<Node>, auth: Arc<BearerTokens>) -> Router {
+pub fn router(node: Arc<Node>, auth: Arc<BearerTokens>, request_timeout: Duration) -> Router {
     let api = Router::new()
         .route("/strategies", get(strategies))
         .route("/strategies/reload", post(reload))
@@ -59,6 +60,21 @@ pub fn router(node: Arc<Node>, auth: Arc<BearerTokens>) -> Router {
         .with_state(node.clone())
         .merge(api)
         .merge(health_router(node))
+        .layer(middleware::from_fn_with_state(request_timeout, within))
+}
+
+/// Bounds an admin request's whole time, its body included: a body that
+/// trickles in a byte a second gets 408 instead of holding its connection.
+async fn within(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            code: ErrorCode::Timeout,
+            field: None,
+            message: format!("the request took longer than {} ms", limit.as_millis()),
+        }
+        .into_response(),
+    }
 }
 
 /// The admin API's gate: the bearer token must allow the request's method

@@ -31,6 +31,10 @@ pub enum ErrorCode {
     TooLarge,
     /// A bounded table is full.
     ResourceExhausted,
+    /// The request took longer than allowed (its body included).
+    Timeout,
+    /// The caller sent more requests than its rate allows.
+    RateLimited,
     /// A failure of ours.
     Internal,
 }
@@ -44,7 +48,10 @@ impl ErrorCode {
             Self::PermissionDenied => tonic::Code::PermissionDenied,
             Self::NotFound => tonic::Code::NotFound,
             Self::Unprocessable => tonic::Code::FailedPrecondition,
-            Self::TooLarge | Self::ResourceExhausted => tonic::Code::ResourceExhausted,
+            Self::TooLarge | Self::ResourceExhausted | Self::RateLimited => {
+                tonic::Code::ResourceExhausted
+            }
+            Self::Timeout => tonic::Code::DeadlineExceeded,
             Self::Internal => tonic::Code::Internal,
         }
     }
@@ -60,6 +67,8 @@ impl ErrorCode {
             Self::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ResourceExhausted => StatusCode::INSUFFICIENT_STORAGE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -7,6 +7,8 @@
 pub mod admin;
 pub mod error;
 pub mod grpc;
+pub mod grpc_edge;
+pub mod listener;
 pub mod node;
 pub mod runtime;
 pub mod tencent;

@@ -12,6 +12,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::serve::listener::{AllowList, ConnectionsConfig, Kind, Listener, TlsFiles};
+use crate::telemetry::event::TlsReloaded;
+
 use crate::decision::DecisionEngine;
 use crate::domain::taxonomy::Taxonomy;
 use crate::serve::tencent::{self, TencentConfig};
@@ -146,6 +149,32 @@ pub struct ServeOptions {
     pub request_timeout: Duration,
     /// Most requests in one BatchDecide.
     pub max_batch: usize,
+    /// Connection caps and timeouts of the three listeners.
+    pub connections: ConnectionsConfig,
+    /// Certificates, when the listeners speak TLS.
+    pub tls: Option<Arc<TlsFiles>>,
+    /// Who may connect to the media listener (none: anyone).
+    pub media_allow: Option<Arc<AllowList>>,
+}
+
+impl Default for ServeOptions {
+    /// Loopback on free ports, nobody admitted to the admin API, anyone to
+    /// `Decide`, no TLS.
+    fn default() -> Self {
+        let local = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            grpc_addr: local,
+            http_addr: local,
+            admin_addr: local,
+            admin_auth: Arc::new(BearerTokens::default()),
+            grpc_callers: Arc::new(BearerTokens::default()),
+            request_timeout: Duration::from_millis(50),
+            max_batch: 1000,
+            connections: ConnectionsConfig::default(),
+            tls: None,
+            media_allow: None,
+        }
+    }
 }
 
 /// Errors starting the servers.
@@ -200,10 +229,17 @@ pub async fn start_with(
     opts: &ServeOptions,
     tencent: &TencentConfig,
 ) -> Result<Running, ServeError> {
-    let (grpc_listener, grpc_addr) = bind(opts.grpc_addr).await?;
-    let (http_listener, http_addr) = bind(opts.http_addr).await?;
-    let (admin_listener, admin_addr) = bind(opts.admin_addr).await?;
+    let (grpc_tcp, grpc_addr) = bind(opts.grpc_addr).await?;
+    let (http_tcp, http_addr) = bind(opts.http_addr).await?;
+    let (admin_tcp, admin_addr) = bind(opts.admin_addr).await?;
     let (shutdown, rx) = watch::channel(false);
+    let listener = |kind, tcp, allow: Option<&Arc<AllowList>>| {
+        let tls = opts.tls.clone().filter(|t| t.applies_to(kind));
+        Listener::new(kind, tcp, &opts.connections, tls, allow.cloned())
+    };
+    let grpc_listener = listener(Kind::Grpc, grpc_tcp, None);
+    let http_listener = listener(Kind::Media, http_tcp, opts.media_allow.as_ref());
+    let admin_listener = listener(Kind::Admin, admin_tcp, None);
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -225,55 +261,37 @@ pub async fn start_with(
         node.engine.clone(),
         opts.max_batch,
     ))
-    .max_decoding_message_size(4 * 1024 * 1024);
+    .max_decoding_message_size(MAX_GRPC_MESSAGE);
     let rta = tonic::service::interceptor::InterceptedService::new(
         rta,
         crate::serve::grpc::check_caller(opts.grpc_callers.clone()),
     );
-    // TCP_NODELAY on every accepted connection (the builder's `tcp_nodelay`
-    // does not apply to a listener we bound ourselves): an answer is a few
-    // small HTTP/2 frames, and Nagle plus the client's delayed ACK held them
-    // for milliseconds whenever the connection was not saturated
-    let grpc_incoming =
-        tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true));
-    let grpc = tonic::transport::Server::builder()
-        .timeout(opts.request_timeout)
-        .add_service(health_service)
+    let grpc_app = tonic::service::Routes::new(health_service)
         .add_service(reflection)
         .add_service(reflection_alpha)
         .add_service(rta)
-        .serve_with_incoming_shutdown(grpc_incoming, wait_for(rx.clone()));
-    let grpc_task = tokio::spawn(async move {
-        if let Err(e) = grpc.await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    });
+        .prepare()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(
+            opts.request_timeout,
+            crate::serve::grpc_edge::edge,
+        ));
+    let grace = Duration::from_secs(10);
+    let grpc_task = tokio::spawn(grpc_listener.serve(grpc_app, rx.clone(), grace));
 
     let media =
         admin::health_router(node.clone()).merge(tencent::router(node.engine.clone(), tencent));
-    // Media answers are a few small frames: without TCP_NODELAY, Nagle plus the
-    // client's delayed ACK holds e.g. the first answer on a new h2c connection ~40 ms.
-    let http_listener = axum::serve::ListenerExt::tap_io(http_listener, |tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let http_rx = rx.clone();
-    let http_task = tokio::spawn(async move {
-        let served = axum::serve(http_listener, media).with_graceful_shutdown(wait_for(http_rx));
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "media HTTP server stopped");
-        }
-    });
-    let admin_rx = rx.clone();
-    let admin_app = admin::router(node.clone(), opts.admin_auth.clone());
-    let admin_task = tokio::spawn(async move {
-        let served =
-            axum::serve(admin_listener, admin_app).with_graceful_shutdown(wait_for(admin_rx));
-        if let Err(e) = served.await {
-            tracing::error!(error = %e, "admin HTTP server stopped");
-        }
-    });
+    let http_task = tokio::spawn(http_listener.serve(media, rx.clone(), grace));
+    let admin_app = admin::router(
+        node.clone(),
+        opts.admin_auth.clone(),
+        Duration::from_millis(opts.connections.admin_request_timeout_ms),
+    );
+    let admin_task = tokio::spawn(admin_listener.serve(admin_app, rx.clone(), grace));
+    let mut tasks = vec![grpc_task, http_task, admin_task];
+    if let Some(tls) = opts.tls.clone() {
+        tasks.push(tokio::spawn(reload_tls(tls, rx.clone())));
+    }
 
     let gauges_node = node.clone();
     let mut gauges_rx = rx;
@@ -294,8 +312,32 @@ pub async fn start_with(
         http_addr,
         admin_addr,
         shutdown,
-        tasks: vec![grpc_task, http_task, admin_task, gauges_task],
+        tasks: {
+            tasks.push(gauges_task);
+            tasks
+        },
     })
+}
+
+/// Largest gRPC request message (bigger: `RESOURCE_EXHAUSTED`).
+pub const MAX_GRPC_MESSAGE: usize = 4 * 1024 * 1024;
+
+/// Checks the certificate files every `reload_interval` and swaps in new
+/// ones when they changed.
+async fn reload_tls(tls: Arc<TlsFiles>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(tls.reload_interval()) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        let files = tls.clone();
+        match tokio::task::spawn_blocking(move || files.reload_if_changed()).await {
+            Ok(Ok(true)) => TlsReloaded { error: None }.emit(),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => TlsReloaded { error: Some(&e) }.emit(),
+            Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
+        }
+    }
 }
 
 /// Binds `addr` and reads back the address bound (port 0 picks one).
@@ -304,12 +346,4 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServeError>
     let listener = TcpListener::bind(addr).await.map_err(bind_error)?;
     let bound = listener.local_addr().map_err(bind_error)?;
     Ok((listener, bound))
-}
-
-async fn wait_for(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }

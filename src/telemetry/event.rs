@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use crate::telemetry::throttle::LogThrottle;
 use crate::telemetry::{self, IgnoredId, Outcome};
 
 /// A request decided (or answered by default) on one API.
@@ -224,5 +225,130 @@ impl ClientAuthFailed {
     pub fn emit(self) {
         metrics::counter!(telemetry::CLIENT_AUTH_FAILURES, "api" => self.api, "reason" => self.reason)
             .increment(1);
+    }
+}
+
+/// A connection accepted on a listener; the guard it returns counts it open
+/// until the connection ends.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionOpened {
+    /// The listener (`grpc`, `media`, `admin`).
+    pub listener: &'static str,
+}
+
+/// Keeps a connection counted in `rta_connections_open` while it lives.
+#[derive(Debug)]
+pub struct OpenConnection {
+    listener: &'static str,
+}
+
+impl ConnectionOpened {
+    /// Counts the connection accepted and open.
+    #[must_use = "the connection counts as open while the guard lives"]
+    pub fn emit(self) -> OpenConnection {
+        metrics::counter!(telemetry::CONNECTIONS_ACCEPTED, "listener" => self.listener)
+            .increment(1);
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN, "listener" => self.listener).increment(1.0);
+        OpenConnection {
+            listener: self.listener,
+        }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        metrics::gauge!(telemetry::CONNECTIONS_OPEN, "listener" => self.listener).decrement(1.0);
+    }
+}
+
+/// A connection closed at accept: the listener at its cap, or a source
+/// address outside the allow-list.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionRefused {
+    /// The listener.
+    pub listener: &'static str,
+    /// `at_capacity` or `not_allowed`.
+    pub reason: &'static str,
+}
+
+impl ConnectionRefused {
+    /// Counts it; a warning at most once every 10 s says how many.
+    pub fn emit(self) {
+        static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+        metrics::counter!(telemetry::CONNECTIONS_REFUSED, "listener" => self.listener, "reason" => self.reason)
+            .increment(1);
+        if let Some(held) = LOG.admit() {
+            tracing::warn!(
+                listener = self.listener,
+                reason = self.reason,
+                refused_since_last_line = held,
+                "connection closed at accept"
+            );
+        }
+    }
+}
+
+/// A connection ended, and why.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionClosed {
+    /// The listener.
+    pub listener: &'static str,
+    /// Why (see [`telemetry::CONNECTIONS_CLOSED`]).
+    pub reason: &'static str,
+}
+
+impl ConnectionClosed {
+    /// Counts it.
+    pub fn emit(self) {
+        metrics::counter!(telemetry::CONNECTIONS_CLOSED, "listener" => self.listener, "reason" => self.reason)
+            .increment(1);
+    }
+}
+
+/// `accept` failed (out of file descriptors, most often).
+#[derive(Debug)]
+pub struct AcceptFailed<'a> {
+    /// The listener.
+    pub listener: &'static str,
+    /// The error.
+    pub error: &'a std::io::Error,
+}
+
+impl AcceptFailed<'_> {
+    /// Counts it; an error line at most once a second.
+    pub fn emit(self) {
+        static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(1));
+        metrics::counter!(telemetry::ACCEPT_ERRORS, "listener" => self.listener).increment(1);
+        if let Some(held) = LOG.admit() {
+            tracing::error!(
+                listener = self.listener,
+                error = %self.error,
+                failed_since_last_line = held,
+                "accept failed"
+            );
+        }
+    }
+}
+
+/// New certificates loaded from disk, or a failed attempt (the old keep serving).
+#[derive(Debug)]
+pub struct TlsReloaded<'a> {
+    /// The error, when the new files were refused.
+    pub error: Option<&'a dyn std::error::Error>,
+}
+
+impl TlsReloaded<'_> {
+    /// Counts and logs it.
+    pub fn emit(self) {
+        match self.error {
+            None => {
+                metrics::counter!(telemetry::TLS_RELOADS, "result" => "ok").increment(1);
+                tracing::info!("TLS certificates reloaded");
+            }
+            Some(error) => {
+                metrics::counter!(telemetry::TLS_RELOADS, "result" => "error").increment(1);
+                tracing::warn!(%error, "TLS certificates not reloaded; the previous ones keep serving");
+            }
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod event;
 pub mod label;
+pub mod throttle;
 
 pub use label::{IgnoredId, Outcome, Refusal};
 
@@ -64,6 +65,19 @@ pub const ADMIN_AUTH_FAILURES: &str = "rta_admin_auth_failures_total";
 pub const CLIENT_AUTH_FAILURES: &str = "rta_client_auth_failures_total";
 /// Admin mutations, by `action` (method and route) and `result` (HTTP status).
 pub const ADMIN_ACTIONS: &str = "rta_admin_actions_total";
+/// Connections accepted, by `listener` (grpc, media, admin).
+pub const CONNECTIONS_ACCEPTED: &str = "rta_connections_accepted_total";
+/// Connections open now, by `listener`.
+pub const CONNECTIONS_OPEN: &str = "rta_connections_open";
+/// Connections closed at accept, by `listener` and `reason` (at_capacity, not_allowed).
+pub const CONNECTIONS_REFUSED: &str = "rta_connections_refused_total";
+/// Connections ended, by `listener` and `reason` (client, idle, no_request,
+/// tls_handshake, tls_timeout, shutdown, close_timeout, error).
+pub const CONNECTIONS_CLOSED: &str = "rta_connections_closed_total";
+/// Failed accepts (e.g. out of file descriptors), by `listener`.
+pub const ACCEPT_ERRORS: &str = "rta_accept_errors_total";
+/// Certificate reloads from disk, by `result` (ok, error).
+pub const TLS_RELOADS: &str = "rta_tls_reloads_total";
 /// Latency probes (Tencent `is_ping`) answered, by `api`.
 pub const PINGS: &str = "rta_pings_total";
 /// Device ids a media protocol dropped before the decision, by `api`, `field`
@@ -165,6 +179,18 @@ fn describe() {
         "Bytes of the index's hash tables, by table (devices, profiles)"
     );
     describe_counter!(PINGS, "Latency probes answered, by api");
+    describe_counter!(CONNECTIONS_ACCEPTED, "Connections accepted, by listener");
+    describe_gauge!(CONNECTIONS_OPEN, "Connections open, by listener");
+    describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed at accept, by listener and reason"
+    );
+    describe_counter!(
+        CONNECTIONS_CLOSED,
+        "Connections ended, by listener and reason"
+    );
+    describe_counter!(ACCEPT_ERRORS, "Failed accepts, by listener");
+    describe_counter!(TLS_RELOADS, "Certificate reloads, by result");
     describe_counter!(
         IGNORED_DEVICE_IDS,
         "Device ids dropped before the decision, by api, field and reason"

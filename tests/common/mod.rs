@@ -110,14 +110,7 @@ pub async fn start_with(source: StrategySource) -> TestNode {
 
 /// Starts a node over `index` on free loopback ports.
 pub async fn start_node(index: Arc<UserIndex>, source: StrategySource, clock: Clock) -> TestNode {
-    start_node_with(
-        index,
-        source,
-        clock,
-        &Default::default(),
-        BearerTokens::default(),
-    )
-    .await
+    start_node_with(index, source, clock, &Default::default(), test_options()).await
 }
 
 /// Starts a node over `index` with the Tencent endpoint configured by `tencent`.
@@ -126,26 +119,47 @@ async fn start_node_with(
     source: StrategySource,
     clock: Clock,
     tencent: &rta_engine::serve::tencent::TencentConfig,
-    grpc_callers: BearerTokens,
+    opts: ServeOptions,
 ) -> TestNode {
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let set = source.load(&taxonomy).expect("strategies load");
     let engine = Arc::new(DecisionEngine::new(index, set, clock));
     let node = Arc::new(Node::new(engine, taxonomy, source));
-    let opts = ServeOptions {
-        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        admin_auth: Arc::new(admin_auth()),
-        grpc_callers: Arc::new(grpc_callers),
-        request_timeout: Duration::from_secs(5),
-        max_batch: 100,
-    };
     let running = node::start_with(node.clone(), &opts, tencent)
         .await
         .expect("node starts");
     node.set_ready(true);
     TestNode { running, node }
+}
+
+/// The serve options of test nodes: free loopback ports, the test admin
+/// tokens, a 5 s gRPC deadline.
+pub fn test_options() -> ServeOptions {
+    ServeOptions {
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        admin_auth: Arc::new(admin_auth()),
+        request_timeout: Duration::from_secs(5),
+        max_batch: 100,
+        ..ServeOptions::default()
+    }
+}
+
+/// Starts a node over the golden population with the demo strategies,
+/// served with `opts` (see [`test_options`]). Installs the metrics recorder
+/// first.
+pub async fn start_serving(opts: ServeOptions) -> TestNode {
+    let _ = rta_engine::telemetry::prometheus();
+    let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
+    start_node_with(
+        index,
+        StrategySource::Embedded(DEMO_STRATEGIES),
+        Clock::Fixed(TODAY),
+        &Default::default(),
+        opts,
+    )
+    .await
 }
 
 /// Starts a node over the golden population with the demo strategies.
@@ -164,7 +178,7 @@ pub async fn start_tencent(tencent: rta_engine::serve::tencent::TencentConfig) -
         StrategySource::Embedded(DEMO_STRATEGIES),
         Clock::Fixed(TODAY),
         &tencent,
-        BearerTokens::default(),
+        test_options(),
     )
     .await
 }
@@ -179,7 +193,10 @@ pub async fn start_with_callers(callers: BearerTokens) -> TestNode {
         StrategySource::Embedded(DEMO_STRATEGIES),
         Clock::Fixed(TODAY),
         &Default::default(),
-        callers,
+        ServeOptions {
+            grpc_callers: Arc::new(callers),
+            ..test_options()
+        },
     )
     .await
 }
