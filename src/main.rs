@@ -152,6 +152,7 @@ fn main() -> Result<()> {
                 name: "demo".into(),
                 role: Role::Write,
                 sha256: token_sha256_hex(&token),
+                strategies: Vec::new(),
             });
             serve(cfg, Some(token))
         }

@@ -388,11 +388,20 @@ async fn a_request_about_no_device_is_invalid_argument_naming_device_ids() {
 
 #[tokio::test]
 async fn with_client_tokens_configured_decide_takes_only_callers_holding_one() {
-    let callers = BearerTokens::from_entries(&[TokenEntry {
-        name: "dsp-a".into(),
-        role: Role::Read,
-        sha256: token_sha256_hex("dsp-a-secret"),
-    }])
+    let callers = BearerTokens::from_entries(&[
+        TokenEntry {
+            name: "dsp-a".into(),
+            role: Role::Read,
+            sha256: token_sha256_hex("dsp-a-secret"),
+            strategies: Vec::new(),
+        },
+        TokenEntry {
+            name: "dsp-b".into(),
+            role: Role::Read,
+            sha256: token_sha256_hex("dsp-b-secret"),
+            strategies: vec!["goal_urban_fitness".into()],
+        },
+    ])
     .unwrap();
     let node = start_with_callers(callers).await;
     let mut client = node.client().await;
@@ -417,6 +426,24 @@ async fn with_client_tokens_configured_decide_takes_only_callers_holding_one() {
         .expect("a configured caller decides")
         .into_inner();
     assert!(answer.take);
+    assert_eq!(matched_ids(&answer), ["high_intent_formula"]);
+
+    // dsp-b may ask about its own strategy only: the same device, matched by
+    // another strategy, is no take for it, and naming that strategy is denied
+    let scoped = client
+        .decide(ask(Some("dsp-b-secret")))
+        .await
+        .expect("a scoped caller decides")
+        .into_inner();
+    assert!(!scoped.take, "{scoped:?}");
+    let mut other = ask(Some("dsp-b-secret"));
+    other.get_mut().strategy_ids = vec!["high_intent_formula".into()];
+    let denied = client.decide(other).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+    assert!(
+        denied.message().contains("high_intent_formula"),
+        "{denied:?}"
+    );
     let text = metrics_text(&node).await;
     for needle in [
         "rta_client_auth_failures_total{api=\"grpc\",reason=\"missing\"} 1",

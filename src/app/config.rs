@@ -271,6 +271,7 @@ impl Config {
             );
         }
         self.connections.validate()?;
+        self.admin.limits().validate()?;
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }

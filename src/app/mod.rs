@@ -202,6 +202,7 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         &cfg.admin,
         std::env::var(tokens::TOKENS_ENV).ok().as_deref(),
     )
+    .and_then(|t| t.without_scopes("admin.tokens"))
     .map_err(ConfigError::from)?;
     if admin_auth.is_empty() {
         tracing::warn!(
@@ -214,6 +215,7 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         http_addr: cfg.server.http_addr,
         admin_addr: cfg.server.admin_addr,
         admin_auth: Arc::new(admin_auth),
+        admin_limits: cfg.admin.limits(),
         grpc_callers: Arc::new(
             BearerTokens::from_entries(&cfg.grpc.client_tokens).map_err(ConfigError::from)?,
         ),

@@ -20,12 +20,13 @@ use super::limits::MAX_DEVICE_IDS;
 use crate::decision::DecisionRequest;
 use crate::decision::blacklist::{Listed, Reason};
 use crate::index::record::{UserRecord, parse_device};
+use crate::serve::admin_policy::{AdminLimits, MutationRate};
 use crate::serve::error::{ApiError, ErrorCode};
 use crate::serve::node::Node;
 use crate::serve::tokens::{AuthFailure, BearerTokens, Role};
 use crate::strategy::Os;
 use crate::telemetry;
-use crate::telemetry::event::{AdminActionAudited, AdminAuthFailed};
+use crate::telemetry::event::{AdminActionAudited, AdminAuthFailed, AdminRateLimited};
 
 /// The health checks, served on every HTTP listener: `/healthz` (the
 /// process is up) and `/readyz` (ready for traffic).
@@ -39,7 +40,16 @@ pub fn health_router(node: Arc<Node>) -> Router {
 /// The admin router, for the admin listener only: the health checks and
 /// `/metrics`, open, and the admin API behind [`BearerTokens`] (a `read` token
 /// for `GET`, a `write` token for every mutation; each mutation audited).
-pub fn router(node: Arc<Node>, auth: Arc<BearerTokens>, request_timeout: Duration) -> Router {
+pub fn router(
+    node: Arc<Node>,
+    auth: Arc<BearerTokens>,
+    limits: AdminLimits,
+    request_timeout: Duration,
+) -> Router {
+    let gate = Arc::new(Gate {
+        tokens: auth,
+        rate: MutationRate::new(&limits),
+    });
     let api = Router::new()
         .route("/strategies", get(strategies))
         .route("/strategies/reload", post(reload))
@@ -53,7 +63,8 @@ pub fn router(node: Arc<Node>, auth: Arc<BearerTokens>, request_timeout: Duratio
         )
         .route("/calibration", get(calibration))
         .route("/calibration/recalibrate", post(recalibrate))
-        .route_layer(middleware::from_fn_with_state(auth, authorize))
+        .route_layer(middleware::from_fn_with_state(gate, authorize))
+        .layer(axum::Extension(limits))
         .with_state(node.clone());
     Router::new()
         .route("/metrics", get(metrics_text))
@@ -81,7 +92,8 @@ async fn within(State(limit): State<Duration>, req: Request, next: Next) -> Resp
 /// (`GET` reads, anything else writes); a mutation's body, when it has one,
 /// must be JSON (so that no cross-site form post is taken); every mutation is
 /// audited with the token's name, never the token.
-async fn authorize(State(auth): State<Arc<BearerTokens>>, req: Request, next: Next) -> Response {
+async fn authorize(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
+    let auth = &gate.tokens;
     let needs = if req.method() == Method::GET || req.method() == Method::HEAD {
         Role::Read
     } else {
@@ -125,6 +137,20 @@ async fn authorize(State(auth): State<Arc<BearerTokens>>, req: Request, next: Ne
     if needs == Role::Read {
         return next.run(req).await;
     }
+    let action = format!("{} {route}", req.method());
+    if !gate.rate.try_take(&token, std::time::Instant::now()) {
+        AdminRateLimited { token: &token }.emit();
+        let mut response = ApiError::new(
+            ErrorCode::RateLimited,
+            "this token's mutation rate is spent; retry in a second",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    req.extensions_mut().insert(Operator(token.clone()));
     let json_or_none = req.headers().get(header::CONTENT_TYPE).is_none_or(|ct| {
         ct.to_str().is_ok_and(|ct| {
             ct.trim_start()
@@ -132,7 +158,6 @@ async fn authorize(State(auth): State<Arc<BearerTokens>>, req: Request, next: Ne
                 .starts_with("application/json")
         })
     });
-    let action = format!("{} {route}", req.method());
     let response = if json_or_none {
         next.run(req).await
     } else {
@@ -145,9 +170,47 @@ async fn authorize(State(auth): State<Arc<BearerTokens>>, req: Request, next: Ne
     AdminActionAudited {
         token: &token,
         action,
+        target: response
+            .extensions()
+            .get::<AuditTarget>()
+            .map(|t| t.0.as_str()),
         result: response.status().as_u16(),
     }
     .emit();
+    response
+}
+
+/// The admin API's gate: who may come in, and how often they may change things.
+struct Gate {
+    tokens: Arc<BearerTokens>,
+    rate: MutationRate,
+}
+
+/// The name of the token a mutation came with (set by the gate).
+#[derive(Debug, Clone)]
+struct Operator(String);
+
+/// What a mutation acted on, for the audit line: never a device or user id,
+/// only its kind and a fingerprint (see [`fingerprint`]).
+#[derive(Debug, Clone)]
+struct AuditTarget(String);
+
+/// `device:<12 hex>` or `user:<12 hex>`: the first 12 hex digits of SHA-256
+/// over the entry's `listed` JSON (`{"device":"imei:..."}`), so an operator
+/// can match an audit line to an entry without the log holding the id.
+fn fingerprint(listed: &Listed) -> String {
+    use sha2::{Digest, Sha256};
+    let kind = match listed {
+        Listed::User(_) => "user",
+        _ => "device",
+    };
+    let json = serde_json::to_string(listed).unwrap_or_default();
+    let digest = hex::encode(Sha256::digest(json.as_bytes()));
+    format!("{kind}:{}", &digest[..12])
+}
+
+fn audited(mut response: Response, target: String) -> Response {
+    response.extensions_mut().insert(AuditTarget(target));
     response
 }
 
@@ -352,8 +415,14 @@ struct AddBody {
 
 async fn blacklist_add(
     State(node): State<Arc<Node>>,
+    axum::Extension(limits): axum::Extension<AdminLimits>,
+    operator: Option<axum::Extension<Operator>>,
     body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
+    let Some(axum::Extension(Operator(operator))) = operator else {
+        return ApiError::new(ErrorCode::Internal, "no operator on an admitted mutation")
+            .into_response();
+    };
     let Json(body) = match body {
         Ok(b) => b,
         Err(e) => return InvalidRequest::new("body", "body", e.body_text()).into_response(),
@@ -366,32 +435,39 @@ async fn blacklist_add(
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
+    let target = fingerprint(&listed);
+    let ttl_seconds = body
+        .ttl_seconds
+        .unwrap_or_else(|| node.engine.blacklist().config().ttl_seconds)
+        .min(limits.max_ttl_seconds);
     if let Some(ttl) = body.ttl_seconds
-        && !(1..=crate::decision::blacklist::MAX_TTL_SECONDS).contains(&ttl)
+        && !(1..=limits.max_ttl_seconds).contains(&ttl)
     {
-        return InvalidRequest::new(
+        let refused = InvalidRequest::new(
             "ttl_seconds",
             "ttl_seconds",
             format!(
-                "must be within 1..={}",
-                crate::decision::blacklist::MAX_TTL_SECONDS
+                "must be within 1..={} (admin.max_ttl_seconds)",
+                limits.max_ttl_seconds
             ),
         )
         .into_response();
+        return audited(refused, target);
     }
-    let reason = body.reason.unwrap_or(Reason::Operator);
     let now = node.engine.clock().now_ms();
-    let ttl = body.ttl_seconds.map(std::time::Duration::from_secs);
-    match node.engine.blacklist().add(listed, reason, now, ttl) {
-        Ok(entry) => {
-            tracing::info!(
-                reason = reason.label(),
-                "blacklist entry added by an operator"
-            );
-            (StatusCode::CREATED, Json(entry)).into_response()
-        }
+    let ttl = std::time::Duration::from_secs(ttl_seconds);
+    let response = match node.engine.blacklist().add_by(
+        &operator,
+        limits.max_entries_per_token,
+        listed,
+        body.reason.unwrap_or(Reason::Operator),
+        now,
+        ttl,
+    ) {
+        Ok(entry) => (StatusCode::CREATED, Json(entry)).into_response(),
         Err(e) => ApiError::new(ErrorCode::ResourceExhausted, e.to_string()).into_response(),
-    }
+    };
+    audited(response, target)
 }
 
 async fn blacklist_remove(
@@ -402,12 +478,13 @@ async fn blacklist_remove(
         Ok(l) => l,
         Err(e) => return e.into_response(),
     };
-    if node.engine.blacklist().remove(listed) {
-        tracing::info!("blacklist entry removed by an operator");
+    let target = fingerprint(&listed);
+    let response = if node.engine.blacklist().remove(listed) {
         StatusCode::NO_CONTENT.into_response()
     } else {
         ApiError::new(ErrorCode::NotFound, "not on the blacklist").into_response()
-    }
+    };
+    audited(response, target)
 }
 
 async fn calibration(State(node): State<Arc<Node>>) -> Response {

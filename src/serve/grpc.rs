@@ -10,7 +10,8 @@ use super::limits::*;
 use super::pb;
 use crate::decision::{Decision, DecisionEngine, DecisionRequest};
 use crate::domain::ids::{DeviceIdKind, DeviceKey};
-use crate::serve::tokens::{AuthFailure, BearerTokens, Role};
+use crate::serve::error::{ApiError, ErrorCode};
+use crate::serve::tokens::{AuthFailure, BearerTokens};
 use crate::strategy::Os;
 use crate::telemetry::event::{ClientAuthFailed, DecisionAnswered};
 
@@ -32,10 +33,34 @@ impl RtaGrpc {
         req: &pb::DecideRequest,
         field_prefix: &str,
         api: &'static str,
-    ) -> Result<pb::DecideResponse, InvalidRequest> {
+        scope: Option<&[String]>,
+    ) -> Result<pb::DecideResponse, Status> {
         let started = Instant::now();
         let parsed = parse_request(req, field_prefix).inspect_err(|e| e.count(api))?;
-        let only: Vec<&str> = req.strategy_ids.iter().map(String::as_str).collect();
+        let only: Vec<&str> = match scope {
+            None => req.strategy_ids.iter().map(String::as_str).collect(),
+            Some(allowed) => {
+                if let Some(denied) = req.strategy_ids.iter().find(|s| !allowed.contains(s)) {
+                    ClientAuthFailed {
+                        api,
+                        reason: "forbidden",
+                    }
+                    .emit();
+                    return Err(ApiError::new(
+                        ErrorCode::PermissionDenied,
+                        format!(
+                            "{field_prefix}strategy_ids: {denied:?} is not among this caller's strategies"
+                        ),
+                    )
+                    .into());
+                }
+                if req.strategy_ids.is_empty() {
+                    allowed.iter().map(String::as_str).collect()
+                } else {
+                    req.strategy_ids.iter().map(String::as_str).collect()
+                }
+            }
+        };
         let dreq = DecisionRequest {
             devices: &parsed.devices,
             os: parsed.os,
@@ -180,14 +205,21 @@ impl pb::rta_service_server::RtaService for RtaGrpc {
         &self,
         request: Request<pb::DecideRequest>,
     ) -> Result<Response<pb::DecideResponse>, Status> {
+        let scope = caller_scope(&request);
         let req = request.into_inner();
-        Ok(Response::new(self.decide_one(&req, "", "grpc")?))
+        Ok(Response::new(self.decide_one(
+            &req,
+            "",
+            "grpc",
+            scope.as_deref(),
+        )?))
     }
 
     async fn batch_decide(
         &self,
         request: Request<pb::BatchDecideRequest>,
     ) -> Result<Response<pb::BatchDecideResponse>, Status> {
+        let scope = caller_scope(&request);
         let batch = request.into_inner();
         if batch.requests.len() > self.max_batch {
             let e = InvalidRequest::new(
@@ -200,7 +232,12 @@ impl pb::rta_service_server::RtaService for RtaGrpc {
         }
         let mut responses = Vec::with_capacity(batch.requests.len());
         for (i, req) in batch.requests.iter().enumerate() {
-            responses.push(self.decide_one(req, &format!("requests[{i}]."), "grpc_batch")?);
+            responses.push(self.decide_one(
+                req,
+                &format!("requests[{i}]."),
+                "grpc_batch",
+                scope.as_deref(),
+            )?);
         }
         Ok(Response::new(pb::BatchDecideResponse { responses }))
     }
@@ -230,6 +267,17 @@ impl From<Os> for pb::Os {
     }
 }
 
+/// The strategies a scoped caller may ask about (set by [`check_caller`]).
+#[derive(Debug, Clone)]
+struct CallerScope(Arc<[String]>);
+
+fn caller_scope<T>(request: &Request<T>) -> Option<Arc<[String]>> {
+    request
+        .extensions()
+        .get::<CallerScope>()
+        .map(|s| s.0.clone())
+}
+
 /// Lets a `Decide` / `BatchDecide` call in when it carries one of `tokens` as
 /// `authorization: Bearer <token>` metadata; every call when none is
 /// configured. Missing or unknown tokens are `UNAUTHENTICATED`, counted by
@@ -242,8 +290,14 @@ pub fn check_caller(
             return Ok(req);
         }
         let presented = req.metadata().get("authorization").map(|v| v.as_bytes());
-        match tokens.authorize(presented, Role::Read) {
-            Ok(_) => Ok(req),
+        match tokens.caller(presented) {
+            Ok(caller) => {
+                let mut req = req;
+                if let Some(scope) = caller.scope {
+                    req.extensions_mut().insert(CallerScope(scope));
+                }
+                Ok(req)
+            }
             Err(failure) => {
                 ClientAuthFailed {
                     api: "grpc",

@@ -5,6 +5,7 @@
 //! maps to a gRPC and an HTTP status in one place.
 
 pub mod admin;
+pub mod admin_policy;
 pub mod error;
 pub mod grpc;
 pub mod grpc_edge;

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::serve::admin_policy::AdminLimits;
 use crate::serve::listener::{AllowList, ConnectionsConfig, Kind, Listener, TlsFiles};
 use crate::telemetry::event::TlsReloaded;
 
@@ -143,6 +144,8 @@ pub struct ServeOptions {
     pub admin_addr: SocketAddr,
     /// Who may use the admin API.
     pub admin_auth: Arc<BearerTokens>,
+    /// What operators may do in how much (TTL, entries, mutation rate).
+    pub admin_limits: AdminLimits,
     /// Who may call `Decide` (empty: anyone who reaches the port).
     pub grpc_callers: Arc<BearerTokens>,
     /// Deadline for one gRPC call when the client sends none shorter.
@@ -167,6 +170,7 @@ impl Default for ServeOptions {
             http_addr: local,
             admin_addr: local,
             admin_auth: Arc::new(BearerTokens::default()),
+            admin_limits: AdminLimits::default(),
             grpc_callers: Arc::new(BearerTokens::default()),
             request_timeout: Duration::from_millis(50),
             max_batch: 1000,
@@ -285,6 +289,7 @@ pub async fn start_with(
     let admin_app = admin::router(
         node.clone(),
         opts.admin_auth.clone(),
+        opts.admin_limits,
         Duration::from_millis(opts.connections.admin_request_timeout_ms),
     );
     let admin_task = tokio::spawn(admin_listener.serve(admin_app, rx.clone(), grace));

@@ -9,6 +9,7 @@
 //! needs `read`.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -37,6 +38,11 @@ pub struct TokenEntry {
     pub role: Role,
     /// `sha256(token)` in hex: `printf %s "$TOKEN" | sha256sum`.
     pub sha256: String,
+    /// `Decide` callers only: the strategy ids this caller may ask about
+    /// (empty: all). A caller naming another strategy gets
+    /// `PERMISSION_DENIED`; one naming none is answered for these only.
+    #[serde(default)]
+    pub strategies: Vec<String>,
 }
 
 fn read() -> Role {
@@ -44,13 +50,36 @@ fn read() -> Role {
 }
 
 /// The `[admin]` configuration section.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Tokens, as hashes.
     pub tokens: Vec<TokenEntry>,
     /// A TOML file with more `[[tokens]]` (e.g. a mounted Kubernetes Secret).
     pub tokens_file: Option<PathBuf>,
+    /// Longest TTL of a blacklist entry added through the API, seconds.
+    pub max_ttl_seconds: Option<u64>,
+    /// Most blacklist entries one token may hold.
+    pub max_entries_per_token: Option<usize>,
+    /// Mutations per second per token, sustained.
+    pub mutations_per_second: Option<f64>,
+    /// Mutations a token may make at once before the rate applies.
+    pub mutation_burst: Option<u32>,
+}
+
+impl AdminConfig {
+    /// The operator limits, defaults filled in.
+    pub fn limits(&self) -> crate::serve::admin_policy::AdminLimits {
+        let d = crate::serve::admin_policy::AdminLimits::default();
+        crate::serve::admin_policy::AdminLimits {
+            max_ttl_seconds: self.max_ttl_seconds.unwrap_or(d.max_ttl_seconds),
+            max_entries_per_token: self
+                .max_entries_per_token
+                .unwrap_or(d.max_entries_per_token),
+            mutations_per_second: self.mutations_per_second.unwrap_or(d.mutations_per_second),
+            mutation_burst: self.mutation_burst.unwrap_or(d.mutation_burst),
+        }
+    }
 }
 
 /// Tokens given by the environment: `RTA_ADMIN_TOKENS="name:role:sha256,..."`.
@@ -93,6 +122,17 @@ struct Token {
     name: String,
     role: Role,
     hash: [u8; 32],
+    scope: Option<Arc<[String]>>,
+}
+
+/// A `Decide` caller let in: its token's name and the strategies it may ask
+/// about (`None`: all).
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The token's configured name.
+    pub name: String,
+    /// The strategy ids it is restricted to.
+    pub scope: Option<Arc<[String]>>,
 }
 
 /// The tokens the admin API accepts.
@@ -130,6 +170,7 @@ impl BearerTokens {
                 name: e.name.clone(),
                 role: e.role,
                 hash,
+                scope: (!e.strategies.is_empty()).then(|| e.strategies.clone().into()),
             });
         }
         Ok(Self { tokens })
@@ -155,6 +196,7 @@ impl BearerTokens {
                 name: name.to_string(),
                 role,
                 hash: sha256(token.as_bytes()),
+                scope: None,
             }],
         }
     }
@@ -187,6 +229,35 @@ impl BearerTokens {
             return Err(AuthFailure::Forbidden);
         }
         Ok(&token.name)
+    }
+
+    /// The `Decide` caller of the token in `authorization`, with its scope.
+    pub fn caller(&self, authorization: Option<&[u8]>) -> Result<Caller, AuthFailure> {
+        let name = self.authorize(authorization, Role::Read)?;
+        let scope = self
+            .tokens
+            .iter()
+            .find(|t| t.name == name)
+            .and_then(|t| t.scope.clone());
+        Ok(Caller {
+            name: name.to_string(),
+            scope,
+        })
+    }
+
+    /// Refuses admin tokens that carry a strategy scope (only `Decide`
+    /// callers have one), naming the token.
+    pub fn without_scopes(self, key: &'static str) -> Result<Self, FieldError> {
+        match self.tokens.iter().find(|t| t.scope.is_some()) {
+            Some(t) => Err(FieldError::new(
+                key,
+                format!(
+                    "token `{}`: `strategies` applies to [grpc] client_tokens only",
+                    t.name
+                ),
+            )),
+            None => Ok(self),
+        }
     }
 }
 
@@ -235,6 +306,7 @@ fn parse_env(value: &str) -> Result<Vec<TokenEntry>, FieldError> {
                 name: name.to_string(),
                 role,
                 sha256: sha256.to_string(),
+                strategies: Vec::new(),
             })
         })
         .collect()
@@ -249,6 +321,7 @@ mod tests {
             name: name.into(),
             role,
             sha256: hex::encode(sha256(token.as_bytes())),
+            strategies: Vec::new(),
         }
     }
 
@@ -312,6 +385,7 @@ mod tests {
         let cfg = AdminConfig {
             tokens: vec![entry("from-config", Role::Write, "c")],
             tokens_file: Some(file),
+            ..AdminConfig::default()
         };
         let env = format!("from-env:write:{}", entry("x", Role::Write, "e").sha256);
         let auth = BearerTokens::from_config(&cfg, Some(&env)).unwrap();
@@ -335,6 +409,7 @@ mod tests {
             name: "ops".into(),
             role: Role::Write,
             sha256: "not-hex".into(),
+            strategies: Vec::new(),
         };
         let e = BearerTokens::from_entries(&[bad]).unwrap_err();
         assert_eq!(e.field, "admin.tokens");

@@ -6,6 +6,9 @@
 
 use std::time::Duration;
 
+use std::sync::OnceLock;
+
+use crate::telemetry::repeat::RepeatFilter;
 use crate::telemetry::throttle::LogThrottle;
 use crate::telemetry::{self, IgnoredId, Outcome};
 
@@ -198,16 +201,52 @@ pub struct AdminActionAudited<'a> {
     pub token: &'a str,
     /// Method and route, e.g. `POST /blacklist`.
     pub action: String,
+    /// What it acted on, when it names something: a kind and a fingerprint,
+    /// never a device or user id.
+    pub target: Option<&'a str>,
     /// The HTTP status answered.
     pub result: u16,
 }
 
 impl AdminActionAudited<'_> {
-    /// Counts the action and writes its audit line.
+    /// Counts the action and writes its audit line; the same line again
+    /// within 10 s is counted, not written, and the next one written says how
+    /// many it held (`repeated`).
     pub fn emit(self) {
-        tracing::info!(token = %self.token, action = %self.action, result = self.result, "admin audit");
+        static REPEATS: OnceLock<RepeatFilter> = OnceLock::new();
+        let repeats = REPEATS.get_or_init(|| RepeatFilter::new(Duration::from_secs(10)));
+        let key = (self.token, self.action.as_str(), self.target, self.result);
+        if let Some(repeated) = repeats.admit(key, std::time::Instant::now()) {
+            tracing::info!(
+                token = %self.token,
+                action = %self.action,
+                target = self.target.unwrap_or("-"),
+                result = self.result,
+                repeated,
+                "admin audit"
+            );
+        }
         metrics::counter!(telemetry::ADMIN_ACTIONS, "action" => self.action, "result" => self.result.to_string())
             .increment(1);
+    }
+}
+
+/// An admin mutation refused because its token's rate is spent.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminRateLimited<'a> {
+    /// The token's configured name (a configured, low-cardinality label).
+    pub token: &'a str,
+}
+
+impl AdminRateLimited<'_> {
+    /// Counts it; a warning at most once every 10 s.
+    pub fn emit(self) {
+        static LOG: LogThrottle = LogThrottle::new(Duration::from_secs(10));
+        metrics::counter!(telemetry::ADMIN_RATE_LIMITED, "token" => self.token.to_string())
+            .increment(1);
+        if let Some(held) = LOG.admit() {
+            tracing::warn!(token = %self.token, limited_since_last_line = held, "admin mutations rate-limited");
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod event;
 pub mod label;
+pub mod repeat;
 pub mod throttle;
 
 pub use label::{IgnoredId, Outcome, Refusal};
@@ -78,6 +79,8 @@ pub const CONNECTIONS_CLOSED: &str = "rta_connections_closed_total";
 pub const ACCEPT_ERRORS: &str = "rta_accept_errors_total";
 /// Certificate reloads from disk, by `result` (ok, error).
 pub const TLS_RELOADS: &str = "rta_tls_reloads_total";
+/// Admin mutations refused for their token's rate, by `token` (its configured name).
+pub const ADMIN_RATE_LIMITED: &str = "rta_admin_rate_limited_total";
 /// Latency probes (Tencent `is_ping`) answered, by `api`.
 pub const PINGS: &str = "rta_pings_total";
 /// Device ids a media protocol dropped before the decision, by `api`, `field`
@@ -159,6 +162,10 @@ fn describe() {
         "Admin requests refused for their credentials, by reason"
     );
     describe_counter!(ADMIN_ACTIONS, "Admin mutations, by action and result");
+    describe_counter!(
+        ADMIN_RATE_LIMITED,
+        "Admin mutations refused for their token's rate, by token"
+    );
     describe_counter!(
         CLIENT_AUTH_FAILURES,
         "Decide calls refused for their credentials, by api and reason"

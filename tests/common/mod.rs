@@ -28,11 +28,13 @@ pub fn admin_auth() -> BearerTokens {
             name: "tester".into(),
             role: Role::Write,
             sha256: token_sha256_hex(WRITE_TOKEN),
+            strategies: Vec::new(),
         },
         TokenEntry {
             name: "viewer".into(),
             role: Role::Read,
             sha256: token_sha256_hex(READ_TOKEN),
+            strategies: Vec::new(),
         },
     ])
     .expect("test tokens are valid")

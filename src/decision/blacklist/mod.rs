@@ -17,8 +17,9 @@
 //! is in `persistence`.
 
 use std::cmp::{Ordering as CmpOrdering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -144,6 +145,9 @@ pub struct Entry {
     pub since_ms: i64,
     /// When it expires, ms since the Unix epoch; absent from `until_ms` on.
     pub until_ms: i64,
+    /// The operator (admin token name) who listed it; none for rule hits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added_by: Option<String>,
 }
 
 impl Entry {
@@ -159,6 +163,12 @@ pub enum BlacklistError {
     /// The table holds its maximum of entries; purge or remove some first.
     #[error("blacklist is full")]
     Full,
+    /// The operator holds its maximum of entries.
+    #[error("the operator already holds {limit} blacklist entries")]
+    OperatorCap {
+        /// The cap.
+        limit: usize,
+    },
 }
 
 /// Rules and TTL: the `[blacklist]` section of the engine config.
@@ -252,6 +262,9 @@ pub struct Blacklist {
     /// Keys the slot and fingerprint hash; random per process so ids cannot be
     /// crafted to collide.
     rate_hasher: ahash::RandomState,
+    /// Entries held per operator (expired included, as `count`); operators
+    /// are the configured admin tokens, so this stays small.
+    by_operator: Mutex<HashMap<String, usize>>,
 }
 
 impl fmt::Debug for Blacklist {
@@ -316,6 +329,40 @@ impl Blacklist {
             max_entries,
             rate,
             rate_hasher: ahash::RandomState::new(),
+            by_operator: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Entries `operator` holds now (expired ones until purged).
+    pub fn held_by(&self, operator: &str) -> usize {
+        self.operators().get(operator).copied().unwrap_or(0)
+    }
+
+    fn operators(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        self.by_operator.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one more entry for `operator`, unless it holds `limit` already.
+    fn claim(&self, operator: &str, limit: usize) -> Result<(), BlacklistError> {
+        let mut held = self.operators();
+        let n = held.entry(operator.to_string()).or_insert(0);
+        if *n >= limit {
+            return Err(BlacklistError::OperatorCap { limit });
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Counts one entry of `entry`'s operator gone.
+    fn release(&self, entry: &Entry) {
+        if let Some(op) = &entry.added_by {
+            let mut held = self.operators();
+            if let Some(n) = held.get_mut(op.as_str()) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    held.remove(op.as_str());
+                }
+            }
         }
     }
 
@@ -336,7 +383,35 @@ impl Blacklist {
         ttl: Option<Duration>,
     ) -> Result<Entry, BlacklistError> {
         let until_ms = now_ms.saturating_add(self.ttl_ms(ttl));
-        let entry = self.upsert(listed, reason, now_ms, until_ms, false)?;
+        let entry = self.upsert(listed, reason, now_ms, until_ms, false, None)?;
+        EntryBlacklisted {
+            reason: reason.label(),
+        }
+        .emit();
+        Ok(entry)
+    }
+
+    /// [`Blacklist::add`] by a named operator who may hold at most `limit`
+    /// entries: the entry records who listed it, and a new key past the
+    /// operator's cap is refused (re-listing a key it holds is not).
+    pub fn add_by(
+        &self,
+        operator: &str,
+        limit: usize,
+        listed: Listed,
+        reason: Reason,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<Entry, BlacklistError> {
+        let until_ms = now_ms.saturating_add(self.ttl_ms(Some(ttl)));
+        let entry = self.upsert(
+            listed,
+            reason,
+            now_ms,
+            until_ms,
+            false,
+            Some((operator, limit)),
+        )?;
         EntryBlacklisted {
             reason: reason.label(),
         }
@@ -354,7 +429,7 @@ impl Blacklist {
         now_ms: i64,
     ) -> Result<Entry, BlacklistError> {
         let until_ms = now_ms.saturating_add(self.config.ttl_ms());
-        let entry = self.upsert(listed, reason, now_ms, until_ms, true)?;
+        let entry = self.upsert(listed, reason, now_ms, until_ms, true, None)?;
         EntryBlacklisted {
             reason: reason.label(),
         }
@@ -376,12 +451,14 @@ impl Blacklist {
         since_ms: i64,
         until_ms: i64,
         keep_longer: bool,
+        operator: Option<(&str, usize)>,
     ) -> Result<Entry, BlacklistError> {
         let entry = Entry {
             listed,
             reason,
             since_ms,
             until_ms,
+            added_by: operator.map(|(name, _)| name.to_string()),
         };
         match self.entries.entry(listed) {
             MapEntry::Occupied(mut held) => {
@@ -389,17 +466,32 @@ impl Blacklist {
                 if keep_longer && current.is_active(since_ms) && current.until_ms >= until_ms {
                     return Ok(current.clone());
                 }
+                let same_owner = current.added_by.as_deref() == operator.map(|(name, _)| name);
+                if !same_owner {
+                    if let Some((name, limit)) = operator {
+                        self.claim(name, limit)?;
+                    }
+                    self.release(current);
+                }
                 held.insert(entry.clone());
                 Ok(entry)
             }
             MapEntry::Vacant(vacant) => {
+                if let Some((name, limit)) = operator {
+                    self.claim(name, limit)?;
+                }
                 // Reserve a place first (under the shard lock), so that the count
                 // never falls behind the map and never passes the bound.
-                self.count
+                if self
+                    .count
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                         (n < self.max_entries).then_some(n + 1)
                     })
-                    .map_err(|_| BlacklistError::Full)?;
+                    .is_err()
+                {
+                    self.release(&entry);
+                    return Err(BlacklistError::Full);
+                }
                 vacant.insert(entry.clone());
                 Ok(entry)
             }
@@ -408,11 +500,12 @@ impl Blacklist {
 
     /// Removes the entry of `listed`; true if one was there (expired or not).
     pub fn remove(&self, listed: Listed) -> bool {
-        let removed = self.entries.remove(&listed).is_some();
-        if removed {
-            self.count.fetch_sub(1, Ordering::AcqRel);
-        }
-        removed
+        let Some((_, entry)) = self.entries.remove(&listed) else {
+            return false;
+        };
+        self.release(&entry);
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        true
     }
 
     /// The reason the request is refused, if any of its devices or its user has
@@ -513,6 +606,7 @@ impl Blacklist {
             let keep = held.is_active(now_ms);
             if !keep {
                 removed += 1;
+                self.release(held);
             }
             keep
         });

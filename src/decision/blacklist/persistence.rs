@@ -47,7 +47,9 @@ impl Blacklist {
             match serde_json::from_str::<Entry>(&line) {
                 Ok(e) if e.is_active(now_ms) && e.until_ms > e.since_ms => {
                     // restored, not listed anew: not counted as a listing
-                    match self.upsert(e.listed, e.reason, e.since_ms, e.until_ms, false) {
+                    // an operator's entries count for it again, over its cap if need be
+                    let owner = e.added_by.as_deref().map(|name| (name, usize::MAX));
+                    match self.upsert(e.listed, e.reason, e.since_ms, e.until_ms, false, owner) {
                         Ok(_) => loaded += 1,
                         Err(_) => skipped += 1,
                     }

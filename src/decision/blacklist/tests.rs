@@ -623,6 +623,7 @@ fn wire_forms() {
         reason: Reason::ClicksWithoutConversion,
         since_ms: 1,
         until_ms: 2,
+        added_by: None,
     };
     assert_eq!(
         serde_json::to_value(&entry).unwrap(),
@@ -699,5 +700,62 @@ fn a_saved_list_loads_back_without_expired_entries_or_bad_lines() {
     assert_eq!(
         none.load_from(&dir.path().join("none"), now).unwrap(),
         (0, 0)
+    );
+}
+
+#[test]
+fn an_operator_past_its_cap_is_refused_and_frees_places_by_removing() {
+    let bl = Blacklist::new(BlacklistConfig::default());
+    let ttl = Duration::from_secs(60);
+    bl.add_by("ops", 2, Listed::User(1), Reason::Operator, 0, ttl)
+        .unwrap();
+    bl.add_by("ops", 2, Listed::User(2), Reason::Operator, 0, ttl)
+        .unwrap();
+    // re-listing a key it holds is no new place
+    bl.add_by("ops", 2, Listed::User(2), Reason::Operator, 10, ttl)
+        .unwrap();
+    assert_eq!(
+        bl.add_by("ops", 2, Listed::User(3), Reason::Operator, 0, ttl),
+        Err(BlacklistError::OperatorCap { limit: 2 })
+    );
+    assert!(bl.get(Listed::User(3), 0).is_none());
+    // another operator has its own places
+    bl.add_by("fraud-team", 2, Listed::User(3), Reason::MediaFraud, 0, ttl)
+        .unwrap();
+    assert!(bl.remove(Listed::User(1)));
+    assert_eq!(bl.held_by("ops"), 1);
+    bl.add_by("ops", 2, Listed::User(4), Reason::Operator, 0, ttl)
+        .unwrap();
+    // expiry frees places too
+    assert_eq!(bl.purge_expired(61_000), 3);
+    assert_eq!(bl.held_by("ops"), 0);
+    assert_eq!(bl.held_by("fraud-team"), 0);
+}
+
+#[test]
+fn an_operators_entries_survive_a_restart_with_their_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blacklist.jsonl");
+    let bl = Blacklist::new(BlacklistConfig::default());
+    bl.add_by(
+        "ops",
+        10,
+        Listed::User(7),
+        Reason::Operator,
+        0,
+        Duration::from_secs(60),
+    )
+    .unwrap();
+    bl.save_to(&path, 0).unwrap();
+    let restored = Blacklist::new(BlacklistConfig::default());
+    restored.load_from(&path, 0).unwrap();
+    assert_eq!(restored.held_by("ops"), 1);
+    assert_eq!(
+        restored
+            .get(Listed::User(7), 0)
+            .unwrap()
+            .added_by
+            .as_deref(),
+        Some("ops")
     );
 }
