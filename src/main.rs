@@ -142,6 +142,8 @@ fn main() -> Result<()> {
             cfg.server.http_addr = http_addr;
             cfg.server.admin_addr = admin_addr;
             cfg.server.worker_threads = worker_threads;
+            // Ctrl-C on a laptop stops at once: no load balancer to drain
+            cfg.server.drain_seconds = 0;
             cfg.strategies.path = strategies;
             cfg.users.generate = users;
             cfg.users.seed = seed;

@@ -197,6 +197,7 @@ async fn kill_9_at_random_points_neither_loses_nor_double_counts_events() {
 grpc_addr = "127.0.0.1:{grpc}"
 http_addr = "127.0.0.1:{http_port}"
 admin_addr = "127.0.0.1:{admin_port}"
+drain_seconds = 0
 [kafka]
 brokers = "{brokers}"
 group_id = "crash-test"

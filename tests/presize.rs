@@ -31,7 +31,7 @@ async fn table_bytes(expected: Option<u64>) -> (f64, f64) {
     std::fs::write(
         &config,
         format!(
-            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\n[strategies]\npath = \"{}\"\n{users}",
+            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\ndrain_seconds = 0\n[strategies]\npath = \"{}\"\n{users}",
             common::free_port(),
             common::free_port(),
             strategies.display()

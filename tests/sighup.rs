@@ -34,7 +34,7 @@ async fn sighup_reloads_strategies_and_a_bad_file_keeps_the_old_set() {
     std::fs::write(
         &config,
         format!(
-            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\n[strategies]\npath = \"{}\"\n[users]\ngenerate = 100\n",
+            "[server]\ngrpc_addr = \"127.0.0.1:{}\"\nhttp_addr = \"127.0.0.1:{}\"\nadmin_addr = \"127.0.0.1:{admin_port}\"\ndrain_seconds = 0\n[strategies]\npath = \"{}\"\n[users]\ngenerate = 100\n",
             common::free_port(),
             common::free_port(),
             file.display()

@@ -108,6 +108,9 @@ pub struct ServerConfig {
     /// listener; empty: any. Media platforms send no token, so this is their
     /// credential.
     pub media_allow: Vec<String>,
+    /// On SIGTERM, how long `/readyz` says 503 while the node keeps serving,
+    /// so that load balancers stop sending before the listeners close.
+    pub drain_seconds: u64,
 }
 
 impl ServerConfig {
@@ -131,6 +134,7 @@ impl Default for ServerConfig {
             max_batch: 1000,
             worker_threads: None,
             media_allow: Vec::new(),
+            drain_seconds: 5,
         }
     }
 }
@@ -240,6 +244,9 @@ impl Config {
                 format!("must be 1..={MAX_WORKER_THREADS}"),
             )
             .into());
+        }
+        if self.server.drain_seconds > 3600 {
+            return Err(FieldError::new("server.drain_seconds", "must be at most 3600").into());
         }
         if !(1..=100_000).contains(&self.server.max_batch) {
             return Err(FieldError::new("server.max_batch", "must be 1..=100000").into());

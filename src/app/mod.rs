@@ -10,7 +10,8 @@
 //! engine and its blacklist (restored from beside the snapshots); the upkeep
 //! task; the listeners; Kafka ingestion from the snapshot's offsets. The node
 //! is ready when all of that is done and, with Kafka, once ingestion caught
-//! up. Stop order: not ready, listeners drained, blacklist saved, ingestion
+//! up. Stop order: not ready while serving on for `server.drain_seconds`,
+//! listeners closed (in-flight requests finish), blacklist saved, ingestion
 //! stopped with a final snapshot.
 
 pub mod config;
@@ -53,6 +54,7 @@ pub struct App {
     ingest: Option<KafkaIngest>,
     upkeep: upkeep::Upkeep,
     blacklist_file: Option<PathBuf>,
+    drain: Duration,
 }
 
 impl App {
@@ -76,12 +78,20 @@ impl App {
         self.running.admin_addr
     }
 
-    /// Stops in order: not ready, listeners drained, upkeep stopped (and any
-    /// blacklist save of its own finished),
-    /// blacklist saved, ingestion stopped with a final snapshot.
+    /// Stops in order: not ready (`/readyz` 503) while serving on for the
+    /// drain time, listeners closed with in-flight requests finished, upkeep
+    /// stopped (and any blacklist save of its own finished), blacklist saved,
+    /// ingestion stopped with a final snapshot.
     pub async fn stop(self) -> Result<(), StartError> {
-        tracing::info!("shutting down");
         self.node.set_ready(false);
+        if !self.drain.is_zero() {
+            tracing::info!(
+                drain_seconds = self.drain.as_secs(),
+                "draining: /readyz answers 503, requests are still served"
+            );
+            tokio::time::sleep(self.drain).await;
+        }
+        tracing::info!("shutting down");
         self.running.shutdown().await;
         self.upkeep.stop().await;
         let engine = &self.node.engine;
@@ -290,6 +300,7 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         ingest,
         upkeep,
         blacklist_file,
+        drain: Duration::from_secs(cfg.server.drain_seconds),
     })
 }
 

@@ -4,32 +4,100 @@
 //! a message over the size limit is `RESOURCE_EXHAUSTED` (as the gRPC spec
 //! and every other gRPC server say), where tonic's decoder says `OUT_OF_RANGE`.
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Request, Response};
+use tokio::time::Sleep;
 
 /// `grpc-status` of OUT_OF_RANGE and RESOURCE_EXHAUSTED.
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: &str = "8";
 
-/// Runs the call within its deadline; past it, answers `DEADLINE_EXCEEDED`.
-pub async fn edge(State(server_budget): State<Duration>, req: Request, next: Next) -> Response {
-    let budget = req
-        .headers()
-        .get("grpc-timeout")
-        .and_then(|v| parse_timeout(v.as_bytes()))
-        .map_or(server_budget, |client| client.min(server_budget));
-    match tokio::time::timeout(budget, next.run(req)).await {
-        Ok(mut response) => {
-            too_large_is_resource_exhausted(response.headers_mut());
-            response
+/// Wraps gRPC routes in [`GrpcEdge`] with the server's budget per call.
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcEdgeLayer {
+    /// The longest a call may take, whatever the client asks.
+    pub server_budget: Duration,
+}
+
+impl<S> tower_layer::Layer<S> for GrpcEdgeLayer {
+    type Service = GrpcEdge<S>;
+
+    fn layer(&self, inner: S) -> GrpcEdge<S> {
+        GrpcEdge {
+            inner,
+            server_budget: self.server_budget,
         }
-        Err(_) => tonic::Status::deadline_exceeded("the call's deadline passed")
-            .into_http::<axum::body::Body>()
-            .into_response(),
+    }
+}
+
+/// Runs each call within its deadline (past it: `DEADLINE_EXCEEDED`) and
+/// names an oversized message `RESOURCE_EXHAUSTED`.
+#[derive(Debug, Clone)]
+pub struct GrpcEdge<S> {
+    inner: S,
+    server_budget: Duration,
+}
+
+impl<S, B> tower_service::Service<Request<B>> for GrpcEdge<S>
+where
+    S: tower_service::Service<Request<B>, Response = Response<Body>, Error = Infallible>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = EdgeFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let budget = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| parse_timeout(v.as_bytes()))
+            .map_or(self.server_budget, |client| client.min(self.server_budget));
+        EdgeFuture {
+            call: self.inner.call(req),
+            deadline: tokio::time::sleep(budget),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A call racing its deadline.
+    pub struct EdgeFuture<F> {
+        #[pin]
+        call: F,
+        #[pin]
+        deadline: Sleep,
+    }
+}
+
+impl<F> Future for EdgeFuture<F>
+where
+    F: Future<Output = Result<Response<Body>, Infallible>>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(Ok(mut response)) = this.call.poll(cx) {
+            too_large_is_resource_exhausted(response.headers_mut());
+            return Poll::Ready(Ok(response));
+        }
+        match this.deadline.poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Ok(tonic::Status::deadline_exceeded(
+                "the call's deadline passed",
+            )
+            .into_http::<Body>())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

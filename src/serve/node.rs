@@ -276,10 +276,9 @@ pub async fn start_with(
         .add_service(rta)
         .prepare()
         .into_axum_router()
-        .layer(axum::middleware::from_fn_with_state(
-            opts.request_timeout,
-            crate::serve::grpc_edge::edge,
-        ));
+        .layer(crate::serve::grpc_edge::GrpcEdgeLayer {
+            server_budget: opts.request_timeout,
+        });
     let grace = Duration::from_secs(10);
     let grpc_task = tokio::spawn(grpc_listener.serve(grpc_app, rx.clone(), grace));
 

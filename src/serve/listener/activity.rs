@@ -12,7 +12,8 @@ pub(super) struct Activity {
     opened: Instant,
     begun: AtomicU64,
     in_flight: AtomicU32,
-    /// Nanoseconds after `opened` of the last begin or end.
+    /// Nanoseconds after `opened` of the last end: the watch reads it only
+    /// with nothing in flight, so a begin needs no clock read.
     last_nanos: AtomicU64,
 }
 
@@ -31,7 +32,6 @@ impl Activity {
     pub(super) fn begin(&self) -> InFlight<'_> {
         self.begun.fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
         InFlight(self)
     }
 
@@ -50,7 +50,7 @@ impl Activity {
         self.in_flight.load(Ordering::Acquire)
     }
 
-    /// When a request last began or ended (the opening, before any).
+    /// When a request last ended (the opening, before any).
     pub(super) fn last(&self) -> Instant {
         self.opened + Duration::from_nanos(self.last_nanos.load(Ordering::Acquire))
     }
