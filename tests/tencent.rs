@@ -339,6 +339,24 @@ async fn malformed_bodies_get_400_with_a_reason_and_are_counted() {
 }
 
 #[tokio::test]
+async fn ten_thousand_empty_caids_are_refused_before_decoding_and_the_next_request_is_served() {
+    let node = start_tencent(config()).await;
+    let http = reqwest::Client::new();
+    let mut device = user1();
+    device.qaid_infos = vec![Default::default(); 10_000];
+    let flood = post(&http, &node, rta_request("flood", device).encode_to_vec()).await;
+    assert_eq!(flood.status, 400);
+    let reason = String::from_utf8(flood.body).unwrap();
+    assert!(reason.starts_with("device:"), "{reason}");
+    let text = metrics_text(&node).await;
+    let needle = "rta_invalid_requests_total{api=\"tencent\",field=\"device\"}";
+    assert!(text.contains(needle), "missing {needle} in\n{text}");
+    let answer = decide(&node, &rta_request("after", user1())).await;
+    assert_eq!(answer.request_id.as_deref(), Some("after"));
+    node.running.shutdown().await;
+}
+
+#[tokio::test]
 async fn bodies_over_the_configured_limit_get_413_and_up_to_it_are_served() {
     let limit = 1024;
     let node = start_tencent(TencentConfig {
