@@ -240,3 +240,35 @@ async fn a_grpc_message_over_4_mib_is_resource_exhausted() {
         .await;
     assert!(ok.is_ok(), "{ok:?}");
 }
+
+#[tokio::test]
+async fn an_idle_grpc_channel_is_closed_with_goaway_and_the_client_reconnects() {
+    let node = start_serving(limits(|c| c.idle_timeout_seconds = 1)).await;
+    let mut grpc = node.client().await;
+    let ask = || {
+        request(
+            "idle",
+            vec![device(
+                pb::DeviceIdType::ImeiMd5,
+                imei_md5("860000000000001"),
+            )],
+        )
+    };
+    assert!(grpc.decide(ask()).await.is_ok());
+    let closed = "listener=\"grpc\",reason=\"idle\"";
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let metrics = metrics_text(&node).await;
+        if counter(&metrics, "rta_connections_closed_total", closed) >= 1.0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the idle channel was not closed: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // the same client goes on, over a new connection
+    let again = grpc.decide(ask()).await;
+    assert!(again.is_ok(), "{again:?}");
+}
