@@ -7,7 +7,9 @@
 # Each round starts each binary as `demo` (USERS generated users, one serving
 # thread), drives it with rta-load's closed loop (CONNECTIONS x CONCURRENCY in
 # flight, DURATION s, no warm-up), and prints the engine's CPU time
-# (utime + stime from /proc/<pid>/stat) per answered request. Needs
+# (utime + stime from /proc/<pid>/stat) per answered request. TARGET=tencent
+# drives `POST /rta/tencent` over HTTP/1.1 instead (CONCURRENCY connections,
+# one request in flight each). Needs
 # target/release/rta-load (`cargo build --release --bin rta-load`) or LOAD=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +22,7 @@ duration=${DURATION:-5}
 connections=${CONNECTIONS:-4}
 concurrency=${CONCURRENCY:-50}
 load=${LOAD:-target/release/rta-load}
+target=${TARGET:-grpc}
 tick=$(getconf CLK_TCK)
 grpc=50651 http=58651 admin=59651
 
@@ -41,7 +44,8 @@ one_run() {
     local before after json ok
     json=$(mktemp)
     before=$(cpu_ticks "$pid")
-    "$load" --closed --addr "http://127.0.0.1:$grpc" --users "$users" --warmup 0 \
+    "$load" --closed --target "$target" --addr "http://127.0.0.1:$grpc" \
+        --http-addr "127.0.0.1:$http" --users "$users" --warmup 0 \
         --duration "$duration" --connections "$connections" --concurrency "$concurrency" \
         --json "$json" >/dev/null 2>&1
     after=$(cpu_ticks "$pid")
