@@ -1,0 +1,1 @@
+" e10adc3949ba59abbe56e057f20f883eò»Í∂∑3 *high_intent_formula2tencent
