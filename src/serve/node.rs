@@ -109,6 +109,7 @@ impl Node {
     /// Marks the node ready (or not) for `/readyz`.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+        metrics::gauge!(telemetry::READY).set(if ready { 1.0 } else { 0.0 });
     }
 
     /// Whether `/readyz` says ready.
@@ -119,6 +120,7 @@ impl Node {
     /// Publishes index and strategy gauges and the per-strategy counts.
     pub fn update_gauges(&self) {
         self.engine.publish_counts();
+        metrics::gauge!(telemetry::READY).set(if self.is_ready() { 1.0 } else { 0.0 });
         metrics::gauge!(telemetry::STRATEGIES_LIVE)
             .set(self.engine.strategies().strategies().len() as f64);
         let idx = self.engine.index();

@@ -66,6 +66,8 @@ pub const ADMIN_AUTH_FAILURES: &str = "rta_admin_auth_failures_total";
 pub const CLIENT_AUTH_FAILURES: &str = "rta_client_auth_failures_total";
 /// Admin mutations, by `action` (method and route) and `result` (HTTP status).
 pub const ADMIN_ACTIONS: &str = "rta_admin_actions_total";
+/// 1 while `/readyz` says ready, 0 while starting, catching up or draining.
+pub const READY: &str = "rta_ready";
 /// Connections accepted, by `listener` (grpc, media, admin).
 pub const CONNECTIONS_ACCEPTED: &str = "rta_connections_accepted_total";
 /// Connections open now, by `listener`.
@@ -186,6 +188,7 @@ fn describe() {
         "Bytes of the index's hash tables, by table (devices, profiles)"
     );
     describe_counter!(PINGS, "Latency probes answered, by api");
+    describe_gauge!(READY, "1 while ready for traffic, 0 otherwise");
     describe_counter!(CONNECTIONS_ACCEPTED, "Connections accepted, by listener");
     describe_gauge!(CONNECTIONS_OPEN, "Connections open, by listener");
     describe_counter!(
