@@ -98,6 +98,12 @@ enum Command {
         #[arg(long = "strategy")]
         strategies: Vec<String>,
     },
+    /// The configuration as `serve` would run it.
+    Config {
+        /// What to do with it.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
     /// Check a strategy file (and taxonomy) without serving; exit 1 on errors.
     Check {
         /// The strategy file.
@@ -120,6 +126,27 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Print the effective configuration (file, then `RTA__<SECTION>__<KEY>`
+    /// variables, defaults filled in) as TOML, secrets redacted; exit 1 when
+    /// it is invalid, naming the key and where it came from.
+    Print {
+        /// The TOML configuration (none: the defaults and the variables).
+        #[arg(long, env = "RTA_CONFIG")]
+        config: Option<PathBuf>,
+    },
+}
+
+/// The process's `RTA__` override variables (others, and any that are not
+/// Unicode, are left alone).
+fn override_vars() -> Vec<(String, String)> {
+    std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with(app::overrides::PREFIX))
+        .collect()
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -128,6 +155,20 @@ fn main() -> Result<()> {
             taxonomy,
         } => check(&strategies, taxonomy.as_deref()),
         Command::Gen { users, seed, out } => gen_users(users, seed, &out),
+        Command::Config {
+            action: ConfigAction::Print { config },
+        } => {
+            let cfg = match &config {
+                Some(path) => Config::from_path_and_env(path, override_vars())?,
+                None => Config::from_toml_and_env(
+                    "",
+                    std::path::Path::new("<defaults>"),
+                    override_vars(),
+                )?,
+            };
+            print!("{}", app::overrides::print(&cfg)?);
+            Ok(())
+        }
         Command::Demo {
             users,
             seed,
@@ -165,7 +206,7 @@ fn main() -> Result<()> {
             admin_addr,
             worker_threads,
         } => {
-            let mut cfg = Config::from_path(&config)?;
+            let mut cfg = Config::from_path_and_env(&config, override_vars())?;
             if let Some(a) = grpc_addr {
                 cfg.server.grpc_addr = a;
             }

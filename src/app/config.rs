@@ -31,10 +31,18 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error(transparent)]
     Invalid(#[from] FieldError),
+    /// An `RTA__` variable does not fit its key.
+    #[error("{var}: {message}")]
+    Env {
+        /// The variable.
+        var: String,
+        /// What is wrong with it.
+        message: String,
+    },
 }
 
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Listen addresses and request limits.
@@ -85,7 +93,7 @@ pub struct Config {
 }
 
 /// Listen addresses and request limits.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     /// gRPC `rta.v1.RtaService` address.
@@ -140,7 +148,7 @@ impl Default for ServerConfig {
 }
 
 /// Where strategies come from.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrategiesConfig {
     /// A strategy file, re-read on SIGHUP and `POST /strategies/reload`; none = the demo set.
@@ -148,7 +156,7 @@ pub struct StrategiesConfig {
 }
 
 /// Where the tag vocabulary comes from.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaxonomyConfig {
     /// A taxonomy file; none = the shipped taxonomy.
@@ -160,7 +168,7 @@ pub struct TaxonomyConfig {
 pub const MAX_EXPECTED_USERS: u64 = 1 << 31;
 
 /// Where users come from.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct UsersConfig {
     /// JSON-lines user records to load at start (see `UserRecord`).
@@ -189,7 +197,7 @@ impl Default for UsersConfig {
 }
 
 /// The business calendar: behaviour windows count whole days in this zone.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TimeConfig {
     /// Offset of the business time zone from UTC, hours (China: 8).
@@ -210,6 +218,54 @@ impl Config {
             source,
         })?;
         Self::from_toml(&src, path)
+    }
+
+    /// Reads a config file and applies the `RTA__` variables among `vars`
+    /// over it ([`crate::app::overrides`]), then validates; an error names
+    /// the variable that set the key at fault.
+    pub fn from_path_and_env(
+        path: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml_and_env(&src, path, vars)
+    }
+
+    /// As [`Config::from_path_and_env`], from config text.
+    pub fn from_toml_and_env(
+        src: &str,
+        origin: &Path,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        };
+        let mut doc: toml::Table = toml::from_str(src).map_err(parse_error)?;
+        let applied = crate::app::overrides::apply(&mut doc, vars)?;
+        let merged = toml::to_string(&doc).map_err(|e| ConfigError::Parse {
+            path: origin.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let cfg: Config = toml::from_str(&merged).map_err(parse_error)?;
+        match cfg.validate() {
+            Ok(()) => Ok(cfg),
+            Err(ConfigError::Invalid(field)) => {
+                match applied.iter().find(|o| {
+                    field.field == o.key || field.field.starts_with(&format!("{}.", o.key))
+                }) {
+                    Some(o) => Err(ConfigError::Env {
+                        var: o.var.clone(),
+                        message: field.to_string(),
+                    }),
+                    None => Err(ConfigError::Invalid(field)),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Parses and validates config text; `origin` names it in errors.

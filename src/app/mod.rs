@@ -17,6 +17,7 @@
 pub mod config;
 mod error;
 mod fd_limit;
+pub mod overrides;
 mod signals;
 mod upkeep;
 mod users;

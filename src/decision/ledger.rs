@@ -23,7 +23,7 @@ use crate::index::profile::ItemKey;
 use crate::strategy::score::{Shift, sigmoid};
 
 /// The `[calibration]` section of the engine config.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CalibrationConfig {
     /// Whether shifts are recomputed at all (observed vs predicted is reported either way).

@@ -16,7 +16,7 @@ use crate::index::UserId;
 use crate::index::profile::{Action, Attr, ItemKey, Scope, StateField, UserVector, model_tag};
 
 /// What a topic carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum TopicKind {
     /// `TagUpdate` messages from the tag platform.
@@ -35,7 +35,7 @@ pub enum TopicKind {
 }
 
 /// How a topic's messages are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
     /// Protobuf, the schemas in proto/rta/v1/events.proto.

@@ -51,7 +51,7 @@ use crate::telemetry;
 use crate::telemetry::event::{EventSkipped, SnapshotFailed, SnapshotWritten};
 
 /// One consumed topic.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopicConfig {
     /// Topic name.
@@ -64,7 +64,7 @@ pub struct TopicConfig {
 }
 
 /// Where skipped messages go.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeadLetterConfig {
     /// A Kafka topic (original payload, reason and origin in headers).
@@ -74,7 +74,7 @@ pub struct DeadLetterConfig {
 }
 
 /// The `[kafka]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// `bootstrap.servers`.
@@ -99,7 +99,7 @@ fn default_ready_lag() -> i64 {
 }
 
 /// The `[snapshot]` section.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
     /// Directory of snapshot files.
@@ -120,7 +120,7 @@ fn default_keep() -> usize {
 }
 
 /// The `[retention]` section: what expires.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     /// Behaviour counts older than this many days are dropped (windows slide).

@@ -18,7 +18,7 @@ use subtle::ConstantTimeEq;
 use crate::domain::field::FieldError;
 
 /// What a token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Read-only requests (`GET`).
@@ -28,7 +28,7 @@ pub enum Role {
 }
 
 /// One configured token: `{ name = "ops", role = "write", sha256 = "<64 hex>" }`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     /// Who holds it: named in the audit log instead of the token.
@@ -50,7 +50,7 @@ fn read() -> Role {
 }
 
 /// The `[admin]` configuration section.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     /// Tokens, as hashes.
@@ -86,7 +86,7 @@ impl AdminConfig {
 pub const TOKENS_ENV: &str = "RTA_ADMIN_TOKENS";
 
 /// The `[grpc]` configuration section: who may call `Decide` and `BatchDecide`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
     /// Callers' tokens, as hashes, sent as `authorization: Bearer <token>`

@@ -32,7 +32,7 @@ pub use allow::AllowList;
 pub use tls::{TlsConfig, TlsError, TlsFiles};
 
 /// Connection limits and timeouts of the three listeners (`[connections]`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionsConfig {
     /// Most open connections on the gRPC listener.

@@ -19,7 +19,7 @@ use super::Kind;
 use crate::domain::field::FieldError;
 
 /// `[tls]`: certificate files and which listeners use them.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain, leaf first.

@@ -5,7 +5,7 @@ use serde::Deserialize;
 use crate::domain::field::FieldError;
 
 /// The Tencent RTA media endpoint, `POST /rta/tencent` on `server.http_addr`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TencentConfig {
     /// Serve the endpoint at all.
@@ -35,7 +35,7 @@ pub struct TencentConfig {
 }
 
 /// What the Tencent endpoint answers when it cannot decide in time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FailMode {
     /// Take the traffic without restricting it to strategies (code 0).
@@ -45,7 +45,7 @@ pub enum FailMode {
 }
 
 /// A Tencent `TargetInfo` field that can carry a strategy's bid factor.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FactorField {
     /// `user_weight_factor`: weighs the user's competitiveness in the media's ranking.
