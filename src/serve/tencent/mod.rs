@@ -382,8 +382,12 @@ impl Translated {
         let os = match device.os.map(OperatingSystem::try_from) {
             Some(Ok(OperatingSystem::OsAndroid)) => Os::Android,
             Some(Ok(OperatingSystem::OsIos)) => Os::Ios,
+            Some(Ok(OperatingSystem::OsHarmony)) => Os::Harmony,
             Some(Ok(
-                OperatingSystem::OsWindows | OperatingSystem::OsSymbian | OperatingSystem::OsJava,
+                OperatingSystem::OsWindows
+                | OperatingSystem::OsSymbian
+                | OperatingSystem::OsJava
+                | OperatingSystem::OsMac,
             )) => Os::Other,
             // unknown and future enum values: tolerated, not guessed
             _ => Os::Unknown,

@@ -213,3 +213,22 @@ fn cache_hints_are_clamped_but_a_zero_hint_sends_no_cache_time() {
     assert_eq!(ep.cache_time(1000), Some(1000));
     assert_eq!(ep.cache_time(0), None);
 }
+
+#[test]
+fn harmony_and_mac_devices_reach_strategies_as_their_platform() {
+    for (os, expected) in [
+        (OperatingSystem::OsHarmony, Os::Harmony),
+        (OperatingSystem::OsMac, Os::Other),
+        (OperatingSystem::OsAndroid, Os::Android),
+    ] {
+        let req = request(Device {
+            os: Some(os as i32),
+            imei_md5sum: Some(md5_of("860000000000001")),
+            ..Default::default()
+        });
+        let t = Translated::from_request(&req, API);
+        assert_eq!(t.os, expected, "{os:?}");
+        // a Harmony device's IMEI md5 is looked up as on Android
+        assert_eq!(t.devices.len(), 1);
+    }
+}
