@@ -285,3 +285,42 @@ impl Listener {
         let _ = tokio::time::timeout(grace, slots.acquire_many(all)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_past_the_open_file_limit_are_lowered_in_proportion() {
+        let mut c = ConnectionsConfig::default();
+        assert!(!c.fit_to_fd_limit(1_048_576, 256), "room for all");
+        assert_eq!(c.max_media, 20_000);
+        assert!(c.fit_to_fd_limit(1_024, 256));
+        assert!(c.max_grpc + c.max_media + c.max_admin <= 768);
+        assert_eq!(c.max_grpc, c.max_media);
+        assert!(c.max_admin >= 1 && c.max_admin < c.max_media);
+        // a limit below the reserve still leaves every listener a connection
+        let mut tiny = ConnectionsConfig::default();
+        tiny.fit_to_fd_limit(10, 256);
+        assert!(tiny.max_grpc >= 1 && tiny.max_media >= 1 && tiny.max_admin >= 1);
+    }
+
+    #[test]
+    fn out_of_range_limits_name_their_key() {
+        let bad = ConnectionsConfig {
+            max_media: 0,
+            ..ConnectionsConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("connections.max_media")
+        );
+        let bad = ConnectionsConfig {
+            keepalive_timeout_seconds: 0,
+            ..ConnectionsConfig::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}
