@@ -75,6 +75,18 @@ fn tls_config(dir: &Path, mtls: bool) -> TlsConfig {
     toml::from_str(&text).unwrap()
 }
 
+/// A node whose listeners speak TLS with a fresh test CA's certificate
+/// (asking gRPC and admin clients for one when `mtls`); the directory holds
+/// the files while the node runs.
+async fn tls_node(mtls: bool) -> (tempfile::TempDir, Pki, TestNode) {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = make_pki("test CA");
+    write_files(dir.path(), &pki);
+    let tls = Arc::new(TlsFiles::load(tls_config(dir.path(), mtls)).unwrap());
+    let node = start_tls(tls).await;
+    (dir, pki, node)
+}
+
 async fn start_tls(tls: Arc<TlsFiles>) -> TestNode {
     start_serving(ServeOptions {
         tls: Some(tls),
@@ -155,11 +167,7 @@ fn decide_request() -> pb::DecideRequest {
 
 #[tokio::test]
 async fn every_listener_speaks_tls_with_a_certificate_made_at_test_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = make_pki("test CA");
-    write_files(dir.path(), &pki);
-    let tls = Arc::new(TlsFiles::load(tls_config(dir.path(), false)).unwrap());
-    let node = start_tls(tls).await;
+    let (_dir, pki, node) = tls_node(false).await;
     let client = https_client(&pki, false);
 
     let media = client
@@ -186,11 +194,7 @@ async fn every_listener_speaks_tls_with_a_certificate_made_at_test_time() {
 
 #[tokio::test]
 async fn with_a_client_ca_grpc_and_admin_need_a_client_certificate_and_media_does_not() {
-    let dir = tempfile::tempdir().unwrap();
-    let pki = make_pki("test CA");
-    write_files(dir.path(), &pki);
-    let tls = Arc::new(TlsFiles::load(tls_config(dir.path(), true)).unwrap());
-    let node = start_tls(tls).await;
+    let (_dir, pki, node) = tls_node(true).await;
 
     let anonymous = https_client(&pki, false);
     let refused = anonymous

@@ -152,13 +152,22 @@ pub fn test_options() -> ServeOptions {
 /// served with `opts` (see [`test_options`]). Installs the metrics recorder
 /// first.
 pub async fn start_serving(opts: ServeOptions) -> TestNode {
+    start_golden_with(&Default::default(), opts).await
+}
+
+/// The golden population and demo strategies behind `tencent` and `opts`,
+/// with the metrics recorder installed first so that every request counts.
+async fn start_golden_with(
+    tencent: &rta_engine::serve::tencent::TencentConfig,
+    opts: ServeOptions,
+) -> TestNode {
     let _ = rta_engine::telemetry::prometheus();
     let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
     start_node_with(
         index,
         StrategySource::Embedded(DEMO_STRATEGIES),
         Clock::Fixed(TODAY),
-        &Default::default(),
+        tencent,
         opts,
     )
     .await
@@ -173,33 +182,16 @@ pub async fn start_golden() -> TestNode {
 /// Tencent RTA endpoint configured by `tencent`. Installs the metrics recorder
 /// first, so that every request of the test is counted.
 pub async fn start_tencent(tencent: rta_engine::serve::tencent::TencentConfig) -> TestNode {
-    let _ = rta_engine::telemetry::prometheus();
-    let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
-    start_node_with(
-        index,
-        StrategySource::Embedded(DEMO_STRATEGIES),
-        Clock::Fixed(TODAY),
-        &tencent,
-        test_options(),
-    )
-    .await
+    start_golden_with(&tencent, test_options()).await
 }
 
 /// Starts a node over the golden population with the demo strategies whose
 /// `Decide` takes only callers holding one of `callers`.
 pub async fn start_with_callers(callers: BearerTokens) -> TestNode {
-    let _ = rta_engine::telemetry::prometheus();
-    let index = Arc::new(index_from(GOLDEN_USERS, &Taxonomy::default_taxonomy()));
-    start_node_with(
-        index,
-        StrategySource::Embedded(DEMO_STRATEGIES),
-        Clock::Fixed(TODAY),
-        &Default::default(),
-        ServeOptions {
-            grpc_callers: Arc::new(callers),
-            ..test_options()
-        },
-    )
+    start_serving(ServeOptions {
+        grpc_callers: Arc::new(callers),
+        ..test_options()
+    })
     .await
 }
 
