@@ -14,6 +14,9 @@ use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, Request, Response};
 use tokio::time::Sleep;
 
+use crate::telemetry::Outcome;
+use crate::telemetry::event::DecisionAnswered;
+
 /// `grpc-status` of OUT_OF_RANGE and RESOURCE_EXHAUSTED.
 const OUT_OF_RANGE: &str = "11";
 const RESOURCE_EXHAUSTED: &str = "8";
@@ -62,9 +65,17 @@ where
             .get("grpc-timeout")
             .and_then(|v| parse_timeout(v.as_bytes()))
             .map_or(self.server_budget, |client| client.min(self.server_budget));
+        // only the decision APIs count their deadline answers
+        let api = match req.uri().path() {
+            "/rta.v1.RtaService/Decide" => Some("grpc"),
+            "/rta.v1.RtaService/BatchDecide" => Some("grpc_batch"),
+            _ => None,
+        };
         EdgeFuture {
             call: self.inner.call(req),
             deadline: tokio::time::sleep(budget),
+            api,
+            budget,
         }
     }
 }
@@ -76,6 +87,8 @@ pin_project_lite::pin_project! {
         call: F,
         #[pin]
         deadline: Sleep,
+        api: Option<&'static str>,
+        budget: Duration,
     }
 }
 
@@ -92,10 +105,20 @@ where
             return Poll::Ready(Ok(response));
         }
         match this.deadline.poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Ok(tonic::Status::deadline_exceeded(
-                "the call's deadline passed",
-            )
-            .into_http::<Body>())),
+            Poll::Ready(()) => {
+                if let Some(api) = *this.api {
+                    DecisionAnswered {
+                        api,
+                        outcome: Outcome::Deadline,
+                        elapsed: *this.budget,
+                    }
+                    .emit();
+                }
+                Poll::Ready(Ok(tonic::Status::deadline_exceeded(
+                    "the call's deadline passed",
+                )
+                .into_http::<Body>()))
+            }
             Poll::Pending => Poll::Pending,
         }
     }

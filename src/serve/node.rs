@@ -235,6 +235,7 @@ pub async fn start_with(
     opts: &ServeOptions,
     tencent: &TencentConfig,
 ) -> Result<Running, ServeError> {
+    telemetry::register_failure_counters();
     let (grpc_tcp, grpc_addr) = bind(opts.grpc_addr).await?;
     let (http_tcp, http_addr) = bind(opts.http_addr).await?;
     let (admin_tcp, admin_addr) = bind(opts.admin_addr).await?;

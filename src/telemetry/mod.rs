@@ -119,6 +119,26 @@ const FRESHNESS_BUCKETS: &[f64] = &[
 /// Snapshot duration buckets (seconds).
 const SNAPSHOT_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
 
+/// Registers the failure counters at 0, so that a dashboard shows 0 rather
+/// than "no data" and `increase()` sees their first failure (a counter that
+/// first appears at 1 has no earlier sample to rise from).
+pub fn register_failure_counters() {
+    for api in ["grpc", "grpc_batch", "tencent"] {
+        for outcome in [Outcome::Shed, Outcome::Deadline] {
+            metrics::counter!(DECIDE_REQUESTS, "api" => api, "outcome" => outcome.label())
+                .increment(0);
+        }
+    }
+    for listener in ["grpc", "media", "admin"] {
+        metrics::counter!(ACCEPT_ERRORS, "listener" => listener).increment(0);
+        metrics::counter!(CONNECTIONS_REFUSED, "listener" => listener, "reason" => "at_capacity")
+            .increment(0);
+    }
+    metrics::counter!(STRATEGY_RELOADS, "result" => "error").increment(0);
+    metrics::counter!(TLS_RELOADS, "result" => "error").increment(0);
+    metrics::counter!(DEAD_LETTER_FAILURES).increment(0);
+}
+
 /// Installs the process-wide Prometheus recorder once and returns its handle.
 pub fn prometheus() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();

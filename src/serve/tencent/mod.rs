@@ -195,14 +195,34 @@ impl Endpoint {
 /// microseconds, so what runs out of time is reading a slow body or a queue).
 async fn admit(State(ep): State<Arc<Endpoint>>, mut req: Request, next: Next) -> Response {
     let arrival = Instant::now();
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let Ok(_permit) = ep.in_flight.try_acquire() else {
-        return ep.default_response(arrival, Outcome::Shed, None, API);
+        return closing(
+            ep.default_response(arrival, Outcome::Shed, None, API),
+            http1,
+        );
     };
     req.extensions_mut().insert(Arrival(arrival));
     match tokio::time::timeout(ep.deadline, next.run(req)).await {
         Ok(response) => response,
-        Err(_) => ep.default_response(arrival, Outcome::Deadline, None, API),
+        Err(_) => closing(
+            ep.default_response(arrival, Outcome::Deadline, None, API),
+            http1,
+        ),
     }
+}
+
+/// An answer given before the body was read: on HTTP/1.1 the unread body
+/// leaves the connection unusable, so say it closes (else the client's next
+/// request on it meets a reset). HTTP/2 streams are independent: nothing to say.
+fn closing(mut response: Response, http1: bool) -> Response {
+    if http1 {
+        response.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// `POST /rta/tencent`.
