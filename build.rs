@@ -1,6 +1,6 @@
 //! Compiles the .proto files with protox (a pure-Rust protobuf compiler), so a
 //! fresh machine needs no system `protoc`: our gRPC API (`rta.v1`) and the
-//! media protocol we speak (`tencent.ad.rta`, proto2). The descriptor set is
+//! media protocols we speak (Tencent's `tencent.ad.rta`, Ocean Engine's and Meituan's). The descriptor set is
 //! also written to OUT_DIR for gRPC server reflection.
 
 use std::{env, fs, path::PathBuf};
@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/rta/v1/rta.proto",
         "proto/rta/v1/events.proto",
         "proto/tencent/rta.proto",
+        "proto/oceanengine/rta.proto",
+        "proto/meituan/rta.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

@@ -52,6 +52,7 @@ fn request(device: &DeviceKey, os: Os) -> DecisionRequest<'_> {
         os,
         experiments: &[],
         only_strategies: &[],
+        media: None,
     }
 }
 

@@ -190,6 +190,7 @@ fn main() -> Result<()> {
                     os: *os,
                     experiments: &[],
                     only_strategies: &[],
+                    media: None,
                 };
                 // as served: the answer borrowed from the live set
                 let take = engine.decide_with(&req, |r| r.take);

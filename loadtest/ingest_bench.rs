@@ -536,6 +536,7 @@ fn freshness(
                     os: Os::Android,
                     experiments: &[],
                     only_strategies: &[],
+                    media: None,
                 });
                 let done = Instant::now();
                 std::hint::black_box(d);

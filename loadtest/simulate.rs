@@ -466,6 +466,7 @@ fn main() -> Result<()> {
                     os: Os::Android,
                     experiments: &[],
                     only_strategies: &[],
+                    media: None,
                 });
                 let o = &mut out[which];
                 o.requests += 1;

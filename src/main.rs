@@ -279,6 +279,7 @@ fn print_demo_commands(
             os: Os::Android,
             experiments: &[],
             only_strategies: &[],
+            media: None,
         });
         if d.take && hit.is_none() {
             hit = Some((

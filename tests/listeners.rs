@@ -30,15 +30,6 @@ async fn read_until_closed(stream: &mut TcpStream) -> Vec<u8> {
     }
 }
 
-fn counter(metrics: &str, name: &str, labels: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(name) && l.contains(labels))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 fn limits(f: impl FnOnce(&mut ConnectionsConfig)) -> ServeOptions {
     let mut connections = ConnectionsConfig::default();
     f(&mut connections);
@@ -79,10 +70,9 @@ async fn idle_connections_do_not_lock_out_health_checks_or_decide() {
 
     let metrics = metrics_text(&node).await;
     assert!(
-        counter(
+        metric_value(
             &metrics,
-            "rta_connections_refused_total",
-            "listener=\"media\",reason=\"at_capacity\""
+            "rta_connections_refused_total{listener=\"media\",reason=\"at_capacity\"}"
         ) >= 1.0,
         "{metrics}"
     );
@@ -116,10 +106,9 @@ async fn a_connection_that_never_sends_a_request_is_closed() {
     }
     let metrics = metrics_text(&node).await;
     assert!(
-        counter(
+        metric_value(
             &metrics,
-            "rta_connections_closed_total",
-            "listener=\"grpc\",reason=\"no_request\""
+            "rta_connections_closed_total{listener=\"grpc\",reason=\"no_request\"}"
         ) >= 1.0,
         "{metrics}"
     );
@@ -151,10 +140,9 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert!(started.elapsed() >= Duration::from_millis(900));
     let metrics = metrics_text(&node).await;
     assert!(
-        counter(
+        metric_value(
             &metrics,
-            "rta_connections_closed_total",
-            "listener=\"media\",reason=\"idle\""
+            "rta_connections_closed_total{listener=\"media\",reason=\"idle\"}"
         ) >= 1.0,
         "{metrics}"
     );
@@ -196,10 +184,9 @@ async fn the_media_allow_list_closes_other_sources_and_leaves_admin_open() {
     assert_eq!(health.status(), 200);
     let metrics = metrics_text(&node).await;
     assert!(
-        counter(
+        metric_value(
             &metrics,
-            "rta_connections_refused_total",
-            "listener=\"media\",reason=\"not_allowed\""
+            "rta_connections_refused_total{listener=\"media\",reason=\"not_allowed\"}"
         ) >= 1.0,
         "{metrics}"
     );
@@ -255,11 +242,11 @@ async fn an_idle_grpc_channel_is_closed_with_goaway_and_the_client_reconnects() 
         )
     };
     assert!(grpc.decide(ask()).await.is_ok());
-    let closed = "listener=\"grpc\",reason=\"idle\"";
+    let closed = "rta_connections_closed_total{listener=\"grpc\",reason=\"idle\"}";
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let metrics = metrics_text(&node).await;
-        if counter(&metrics, "rta_connections_closed_total", closed) >= 1.0 {
+        if metric_value(&metrics, closed) >= 1.0 {
             break;
         }
         assert!(

@@ -7,14 +7,12 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use common::*;
 use prost::Message;
 use rta_engine::serve::tencent::{self, code, pb};
 use rta_engine::serve::tencent::{FactorField, FailMode, TencentConfig};
-use tokio::net::TcpStream;
 
 use pb::rta_request::Device;
 use pb::rta_request::device::DeviceIdTag;
@@ -61,13 +59,6 @@ impl Answer {
         assert_eq!(self.content_type.as_deref(), Some(tencent::CONTENT_TYPE));
         pb::RtaResponse::decode(self.body.as_slice()).expect("an RtaResponse")
     }
-}
-
-/// The value of the series `series` (name and labels) in Prometheus text.
-fn counted(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 async fn post(http: &reqwest::Client, node: &TestNode, body: Vec<u8>) -> Answer {
@@ -448,62 +439,6 @@ async fn the_endpoint_can_be_disabled_and_takes_only_post() {
 
 /// Raw HTTP/1.1 over a tokio socket (only `net` readiness, no io-util), for
 /// requests whose body arrives late.
-struct RawHttp(TcpStream);
-
-impl RawHttp {
-    /// Sends the head of a POST with `body`, and the first `sent` bytes of it.
-    async fn post_partially(addr: SocketAddr, body: &[u8], sent: usize) -> Self {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        let mut raw = RawHttp(stream);
-        let head = format!(
-            "POST {} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/x-protobuf\r\ncontent-length: {}\r\n\r\n",
-            tencent::PATH,
-            body.len()
-        );
-        raw.write(head.as_bytes()).await;
-        raw.write(&body[..sent]).await;
-        raw
-    }
-
-    async fn write(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            self.0.writable().await.unwrap();
-            match self.0.try_write(bytes) {
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("write: {e}"),
-            }
-        }
-    }
-
-    /// Reads one response: status and body (by content-length).
-    async fn response(&mut self) -> (u16, Vec<u8>) {
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                let status: u16 = head[9..12].parse().unwrap();
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length:"))
-                    .map(|v| v.trim().parse().unwrap())
-                    .expect("content-length");
-                if buf.len() >= end + 4 + len {
-                    return (status, buf[end + 4..end + 4 + len].to_vec());
-                }
-            }
-            self.0.readable().await.unwrap();
-            match self.0.try_read(&mut chunk) {
-                Ok(0) => panic!("connection closed before a full response"),
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(e) => panic!("read: {e}"),
-            }
-        }
-    }
-}
-
 #[tokio::test]
 async fn requests_over_the_in_flight_limit_are_shed_with_the_default_answer() {
     let node = start_tencent(TencentConfig {
@@ -517,8 +452,8 @@ async fn requests_over_the_in_flight_limit_are_shed_with_the_default_answer() {
     let body = rta_request("slow", user1()).encode_to_vec();
     // two requests whose bodies are still on their way: whichever is admitted holds
     // the only slot while it waits; the other is shed at once, body or not
-    let mut a = RawHttp::post_partially(addr, &body, 3).await;
-    let mut b = RawHttp::post_partially(addr, &body, 3).await;
+    let mut a = RawHttp::post_partially(addr, tencent::PATH, &body, 3).await;
+    let mut b = RawHttp::post_partially(addr, tencent::PATH, &body, 3).await;
     let first = tokio::select! {
         r = a.0.readable() => { r.unwrap(); 0 }
         r = b.0.readable() => { r.unwrap(); 1 }
@@ -547,7 +482,7 @@ async fn requests_over_the_in_flight_limit_are_shed_with_the_default_answer() {
     // registered at 0 from the start: the answer must have counted
     let needle = "rta_decide_requests_total{api=\"tencent\",outcome=\"shed\"}";
     assert!(
-        counted(&text, needle) >= 1.0,
+        metric_value(&text, needle) >= 1.0,
         "{needle} not counted in\n{text}"
     );
     node.running.shutdown().await;
@@ -563,7 +498,7 @@ async fn a_request_not_answered_within_its_deadline_gets_the_default_answer() {
     .await;
     let body = rta_request("late", user1()).encode_to_vec();
     // the body never completes: the deadline, not the client, ends the wait
-    let mut slow = RawHttp::post_partially(node.running.http_addr, &body, 5).await;
+    let mut slow = RawHttp::post_partially(node.running.http_addr, tencent::PATH, &body, 5).await;
     let (status, bytes) = slow.response().await;
     assert_eq!(status, 200);
     let resp = pb::RtaResponse::decode(bytes.as_slice()).unwrap();
@@ -576,7 +511,7 @@ async fn a_request_not_answered_within_its_deadline_gets_the_default_answer() {
     // registered at 0 from the start: the answer must have counted
     let needle = "rta_decide_requests_total{api=\"tencent\",outcome=\"deadline\"}";
     assert!(
-        counted(&text, needle) >= 1.0,
+        metric_value(&text, needle) >= 1.0,
         "{needle} not counted in\n{text}"
     );
     node.running.shutdown().await;

@@ -7,7 +7,7 @@
 use libfuzzer_sys::fuzz_target;
 use rta_engine::serve::limits::MAX_EXPERIMENTS;
 use rta_engine::serve::tencent::{
-    API, MAX_DSP_TAG, MAX_QAID_INFOS, Translated, dsp_tag, read_request,
+    API, MAX_DSP_TAG, MAX_QAID_INFOS, dsp_tag, read_request, translate,
 };
 
 fuzz_target!(|body: &[u8]| {
@@ -15,7 +15,7 @@ fuzz_target!(|body: &[u8]| {
         return;
     };
     let _ = (req.is_ping(), req.is_test());
-    let t = Translated::from_request(&req, API);
+    let t = translate(&req, API);
     // five single ids, then two per CAID entry looked at
     assert!(t.devices.len() <= 5 + 2 * MAX_QAID_INFOS);
     assert!(t.experiments.len() <= MAX_EXPERIMENTS);

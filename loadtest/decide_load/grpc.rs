@@ -194,6 +194,7 @@ mod tests {
                 os: if draw.android { Os::Android } else { Os::Ios },
                 experiments: &[],
                 only_strategies: &[],
+                media: None,
             });
             assert_eq!(answer.request_id, format!("r{id}"));
             assert_eq!(answer.take, expected.take, "user {id}");

@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::domain::field::FieldError;
+use crate::serve::endpoints::MediaEndpoints;
+use crate::serve::meituan::MeituanConfig;
+use crate::serve::oceanengine::OceanEngineConfig;
 use crate::serve::tencent::TencentConfig;
 
 /// Why the configuration was rejected.
@@ -69,9 +72,15 @@ pub struct Config {
     /// The business calendar.
     #[serde(default)]
     pub time: TimeConfig,
-    /// The Tencent RTA endpoint (`POST /rta/tencent` on the HTTP port).
+    /// The Tencent RTA endpoint (`POST /rta/tencent` on the media listener).
     #[serde(default)]
     pub tencent: TencentConfig,
+    /// The Ocean Engine RTA endpoint (`POST /rta/oceanengine`).
+    #[serde(default)]
+    pub oceanengine: OceanEngineConfig,
+    /// The Meituan RTA endpoint (`POST /rta/meituan`).
+    #[serde(default)]
+    pub meituan: MeituanConfig,
     /// Anti-cheat blacklist rules and TTL.
     #[serde(default)]
     pub blacklist: crate::decision::blacklist::BlacklistConfig,
@@ -98,7 +107,8 @@ pub struct Config {
 pub struct ServerConfig {
     /// gRPC `rta.v1.RtaService` address.
     pub grpc_addr: SocketAddr,
-    /// HTTP address of the media protocols (`POST /rta/tencent`) and the
+    /// HTTP address of the media protocols (`POST /rta/tencent`,
+    /// `/rta/oceanengine`, `/rta/meituan`) and the
     /// health checks.
     pub http_addr: SocketAddr,
     /// HTTP address of the admin API and `/metrics` (and the health checks).
@@ -339,7 +349,16 @@ impl Config {
             tls.validate()?;
         }
         self.media_allow()?;
-        Ok(self.tencent.validate()?)
+        Ok(self.media_endpoints().validate()?)
+    }
+
+    /// The media endpoints' sections together.
+    pub fn media_endpoints(&self) -> MediaEndpoints {
+        MediaEndpoints {
+            tencent: self.tencent.clone(),
+            oceanengine: self.oceanengine.clone(),
+            meituan: self.meituan.clone(),
+        }
     }
 
     /// The media listener's allow-list; `None` when any address may connect.

@@ -236,7 +236,8 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         tls,
         media_allow,
     };
-    let running = match node::start_with(node.clone(), &opts, &cfg.tencent).await {
+    let media = cfg.media_endpoints();
+    let running = match node::start_with(node.clone(), &opts, &media).await {
         Ok(r) => r,
         Err(e) => {
             upkeep.stop().await;
@@ -293,7 +294,8 @@ pub async fn start(cfg: &Config) -> Result<App, StartError> {
         max_connections = ?(connections.max_grpc, connections.max_media, connections.max_admin),
         strategies = set.strategies().len(),
         version = %set.version,
-        "rta-engine ready: gRPC rta.v1.RtaService, health, reflection; media HTTP POST /rta/tencent /healthz /readyz; admin HTTP /metrics /strategies /users/<device> /explain /blacklist /calibration"
+        media_endpoints = ?media.enabled_paths(),
+        "rta-engine ready: gRPC rta.v1.RtaService, health, reflection; media HTTP POST (media_endpoints) /healthz /readyz; admin HTTP /metrics /strategies /users/<device> /explain /blacklist /calibration"
     );
     Ok(App {
         node,

@@ -12,6 +12,7 @@
 //! feedback updates the model's calibration ledger and the anti-cheat rules,
 //! and control events edit the blacklist.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::sync::{Arc, OnceLock};
 
@@ -273,7 +274,7 @@ impl DecisionEngine {
             });
         }
         let today = self.clock.today();
-        let only = restriction(set, req.only_strategies);
+        let only = restriction(set, req);
         // loaded at the first strategy that needs one: plain sets never pay for it
         let mut shifts = None;
         let counts = count.then(|| {
@@ -314,6 +315,8 @@ impl DecisionEngine {
                         matches.push(MatchedStrategy {
                             strategy_id: &*a.id,
                             target_id: &*a.target_id,
+                            media_ids: a.media_ids,
+                            variant: None,
                             bid_factor: a.bid_factor,
                             pctr: None,
                             pcvr: None,
@@ -461,6 +464,7 @@ impl DecisionEngine {
         }
         let mut base = s.bid_factor;
         let mut target_id = &*s.target_id;
+        let mut variant = None;
         if let Some(e) = &s.experiment
             && let Some(subject) = subject_of(who.0, who.1)
         {
@@ -472,6 +476,7 @@ impl DecisionEngine {
                     return out;
                 }
                 Arm::Variant(i) => {
+                    variant = u16::try_from(i).ok();
                     if let Some(v) = e.variants.get(i) {
                         base = v.bid_factor.unwrap_or(base);
                         if let Some(t) = &v.target_id {
@@ -489,6 +494,8 @@ impl DecisionEngine {
         out.taken = Some(MatchedStrategy {
             strategy_id: &s.id,
             target_id,
+            media_ids: s.media_ids,
+            variant,
             bid_factor,
             pctr: out.score.and_then(|p| p.pctr),
             pcvr: out.score.and_then(|p| p.pcvr),
@@ -517,15 +524,43 @@ fn value_of(m: &MatchedStrategy<&str>) -> f64 {
     .unwrap_or(-1.0)
 }
 
-/// Sorted strategy indexes a request is restricted to; `None` when unrestricted.
-fn restriction(set: &StrategySet, ids: &[&str]) -> Option<Vec<u32>> {
-    if ids.is_empty() {
-        return None;
+/// Sorted strategy indexes a request is restricted to, by strategy id
+/// and by media; `None` when unrestricted.
+fn restriction<'s>(set: &'s StrategySet, req: &DecisionRequest<'_>) -> Option<Cow<'s, [u32]>> {
+    let by_id = (!req.only_strategies.is_empty()).then(|| {
+        let mut idx: Vec<u32> = req
+            .only_strategies
+            .iter()
+            .filter_map(|id| set.index_of(id))
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        idx
+    });
+    let by_media: Option<Cow<'s, [u32]>> = req.media.and_then(|scope| {
+        let known = set.on_media(scope.media)?;
+        if scope.ids.is_empty() {
+            return Some(Cow::Borrowed(known));
+        }
+        let mut idx: Vec<u32> = scope
+            .ids
+            .iter()
+            .flat_map(|id| set.with_media_id(scope.media, *id))
+            .copied()
+            .collect();
+        idx.sort_unstable();
+        idx.dedup();
+        Some(Cow::Owned(idx))
+    });
+    match (by_id, by_media) {
+        (None, m) => m,
+        (Some(ids), None) => Some(Cow::Owned(ids)),
+        (Some(ids), Some(m)) => Some(Cow::Owned(
+            ids.into_iter()
+                .filter(|i| m.binary_search(i).is_ok())
+                .collect(),
+        )),
     }
-    let mut idx: Vec<u32> = ids.iter().filter_map(|id| set.index_of(id)).collect();
-    idx.sort_unstable();
-    idx.dedup();
-    Some(idx)
 }
 
 #[cfg(test)]

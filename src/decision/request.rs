@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use crate::domain::ids::DeviceKey;
+use crate::domain::media::{MediaIds, MediaScope};
 use crate::domain::os::Os;
 use crate::telemetry::Outcome;
 
@@ -20,6 +21,9 @@ pub struct DecisionRequest<'a> {
     pub experiments: &'a [u64],
     /// When non-empty, only these strategy ids are considered.
     pub only_strategies: &'a [&'a str],
+    /// When set, only the strategies this media knows (by the ids it asks
+    /// about, when it names any) are considered.
+    pub media: Option<MediaScope<'a>>,
 }
 
 /// A strategy the device matched.
@@ -35,6 +39,13 @@ pub struct MatchedStrategy<S = Arc<str>> {
     pub strategy_id: S,
     /// The media-facing id (a variant's, when its experiment arm has one).
     pub target_id: S,
+    /// The ids the numbered media know the strategy by.
+    #[serde(skip_serializing_if = "MediaIds::is_empty")]
+    pub media_ids: MediaIds,
+    /// The experiment variant the request landed in, by position in the
+    /// strategy's `experiment.variant` list; `None` outside an experiment.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variant: Option<u16>,
     /// The bid factor.
     pub bid_factor: f64,
     /// Predicted CTR, when the strategy is scored and the user has a vector.
@@ -68,6 +79,8 @@ impl Decision<&str> {
                 .map(|m| MatchedStrategy {
                     strategy_id: Arc::from(m.strategy_id),
                     target_id: Arc::from(m.target_id),
+                    media_ids: m.media_ids,
+                    variant: m.variant,
                     bid_factor: m.bid_factor,
                     pctr: m.pctr,
                     pcvr: m.pcvr,

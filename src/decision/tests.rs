@@ -40,6 +40,7 @@ fn req(d: &DeviceKey) -> DecisionRequest<'_> {
         os: Os::Android,
         experiments: &[],
         only_strategies: &[],
+        media: None,
     }
 }
 
@@ -198,4 +199,42 @@ fn a_user_cap_counting_decisions_counts_one_per_answer_however_many_matched() {
         (third.take, third.outcome),
         (false, crate::telemetry::Outcome::Capped)
     );
+}
+
+#[test]
+fn a_media_scope_restricts_the_decision_to_the_strategies_that_media_knows() {
+    use crate::domain::media::{Media, MediaScope};
+    let src = "[[strategy]]\nid = \"a\"\ntarget_id = \"1\"\nmedia_ids = { oceanengine = 11, meituan = 21 }\naudience = \"target_group in {urban_family}\"\n\n\
+               [[strategy]]\nid = \"b\"\ntarget_id = \"2\"\nmedia_ids = { oceanengine = 12 }\naudience = \"target_group in {urban_family}\"\n\n\
+               [[strategy]]\nid = \"c\"\ntarget_id = \"3\"\naudience = \"target_group in {urban_family}\"\n";
+    let (e, d) = engine_with(src, BlacklistConfig::default());
+    let taken = |media: Option<MediaScope<'_>>| -> Vec<String> {
+        let r = DecisionRequest { media, ..req(&d) };
+        e.decide(&r)
+            .matches
+            .iter()
+            .map(|m| m.strategy_id.to_string())
+            .collect()
+    };
+    let scope = |media, ids| Some(MediaScope { media, ids });
+    assert_eq!(taken(None), ["a", "b", "c"]);
+    // Tencent knows every strategy by its target_id
+    assert_eq!(taken(scope(Media::Tencent, &[])), ["a", "b", "c"]);
+    assert_eq!(taken(scope(Media::OceanEngine, &[])), ["a", "b"]);
+    assert_eq!(taken(scope(Media::OceanEngine, &[12, 99])), ["b"]);
+    assert_eq!(taken(scope(Media::Meituan, &[])), ["a"]);
+    // asking only about an id no strategy carries decides nothing
+    let r = DecisionRequest {
+        media: scope(Media::OceanEngine, &[99]),
+        ..req(&d)
+    };
+    let none = e.decide(&r);
+    assert!(!none.take);
+    assert_eq!(none.outcome, crate::telemetry::Outcome::NoMatch);
+    // the match carries the media's ids for the adapters to answer with
+    let r = DecisionRequest {
+        media: scope(Media::Meituan, &[]),
+        ..req(&d)
+    };
+    assert_eq!(e.decide(&r).matches[0].media_ids.meituan, Some(21));
 }

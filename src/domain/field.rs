@@ -7,16 +7,19 @@
 #[error("config field `{field}`: {message}")]
 pub struct FieldError {
     /// The dotted key, e.g. `tencent.deadline_ms`.
-    pub field: &'static str,
+    pub field: std::borrow::Cow<'static, str>,
     /// What is wrong with its value.
     pub message: String,
 }
 
 impl FieldError {
     /// The value of `field` is wrong because of `message`.
-    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<std::borrow::Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
-            field,
+            field: field.into(),
             message: message.into(),
         }
     }

@@ -5,9 +5,10 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The device's operating system, as a request states it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum Os {
     /// Not stated.
+    #[default]
     Unknown = 0,
     /// Android.
     Android = 1,

@@ -330,6 +330,7 @@ async fn explain(
         os,
         experiments: &[],
         only_strategies: &[],
+        media: None,
     });
     Json(explanation).into_response()
 }

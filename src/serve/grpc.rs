@@ -66,6 +66,7 @@ impl RtaGrpc {
             os: parsed.os,
             experiments: &req.experiment_ids,
             only_strategies: &only,
+            media: None,
         };
         Ok(self.engine.decide_with(&dreq, |decision| {
             let elapsed = started.elapsed();

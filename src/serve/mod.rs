@@ -6,11 +6,15 @@
 
 pub mod admin;
 pub mod admin_policy;
+pub mod endpoints;
 pub mod error;
 pub mod grpc;
 pub mod grpc_edge;
 pub mod listener;
+pub mod media;
+pub mod meituan;
 pub mod node;
+pub mod oceanengine;
 pub mod runtime;
 pub mod tencent;
 pub mod tokens;

@@ -18,7 +18,7 @@ use crate::telemetry::event::TlsReloaded;
 
 use crate::decision::DecisionEngine;
 use crate::domain::taxonomy::Taxonomy;
-use crate::serve::tencent::{self, TencentConfig};
+use crate::serve::endpoints::MediaEndpoints;
 use crate::serve::tokens::BearerTokens;
 use crate::serve::{admin, grpc::RtaGrpc, pb};
 use crate::strategy::{StrategyError, StrategySet};
@@ -222,18 +222,17 @@ impl Running {
 }
 
 /// Binds the gRPC, media HTTP and admin HTTP listeners and starts serving in
-/// the background, with the Tencent
-/// endpoint on its default settings.
+/// the background, with every media endpoint on its default settings.
 pub async fn start(node: Arc<Node>, opts: &ServeOptions) -> Result<Running, ServeError> {
-    start_with(node, opts, &TencentConfig::default()).await
+    start_with(node, opts, &MediaEndpoints::default()).await
 }
 
-/// As [`start`], with the Tencent RTA endpoint (`POST /rta/tencent` on the HTTP
-/// port) configured by `tencent`.
+/// As [`start`], with the media endpoints on the media listener configured
+/// by `media`.
 pub async fn start_with(
     node: Arc<Node>,
     opts: &ServeOptions,
-    tencent: &TencentConfig,
+    media: &MediaEndpoints,
 ) -> Result<Running, ServeError> {
     telemetry::register_failure_counters();
     let (grpc_tcp, grpc_addr) = bind(opts.grpc_addr).await?;
@@ -285,9 +284,8 @@ pub async fn start_with(
     let grace = Duration::from_secs(10);
     let grpc_task = tokio::spawn(grpc_listener.serve(grpc_app, rx.clone(), grace));
 
-    let media =
-        admin::health_router(node.clone()).merge(tencent::router(node.engine.clone(), tencent));
-    let http_task = tokio::spawn(http_listener.serve(media, rx.clone(), grace));
+    let media_app = admin::health_router(node.clone()).merge(media.router(&node.engine));
+    let http_task = tokio::spawn(http_listener.serve(media_app, rx.clone(), grace));
     let admin_app = admin::router(
         node.clone(),
         opts.admin_auth.clone(),

@@ -25,6 +25,7 @@ pub use compile::{EvalContext, Expr, Os};
 pub use indexed::{FeatureShares, IndexedMatcher};
 pub use matcher::{LinearMatcher, Matcher};
 
+use crate::domain::media::{Media, MediaIds};
 use crate::domain::taxonomy::Taxonomy;
 use crate::index::profile::ItemKey;
 use crate::strategy::experiment::{Experiment, ExperimentSpec};
@@ -153,6 +154,8 @@ struct StrategyEntry {
     cap: Option<FrequencyCap>,
     #[serde(default)]
     experiment: Option<ExperimentSpec>,
+    #[serde(default)]
+    media_ids: MediaIds,
 }
 
 fn one() -> f64 {
@@ -176,8 +179,10 @@ pub struct Clause {
 pub struct Strategy {
     /// Our id, unique in the set.
     pub id: Arc<str>,
-    /// The id the media knows it by (Tencent `out_target_id`).
+    /// The id Tencent knows it by (`out_target_id`).
     pub target_id: Arc<str>,
+    /// The ids the numbered media know it by; none = not offered there.
+    pub media_ids: MediaIds,
     /// Bid factor for matched traffic, within [`BID_FACTOR_RANGE`].
     pub bid_factor: f64,
     /// What the strategy is for, for operators.
@@ -238,6 +243,8 @@ pub(crate) struct PlainAnswer {
     pub(crate) id: Arc<str>,
     /// The media-facing id.
     pub(crate) target_id: Arc<str>,
+    /// The numbered media's ids.
+    pub(crate) media_ids: MediaIds,
     /// The bid factor.
     pub(crate) bid_factor: f64,
 }
@@ -262,6 +269,11 @@ pub struct StrategySet {
     counts_answers: bool,
     counts_any: bool,
     by_id: HashMap<Arc<str>, u32>,
+    /// Per numbered media ([`Media::NUMBERED`] order), the strategies it
+    /// knows, by index, sorted.
+    on_media: [Vec<u32>; 2],
+    /// Per numbered media, its id -> the strategies carrying it, sorted.
+    by_media_id: [HashMap<i64, Vec<u32>>; 2],
     by_feedback_key: HashMap<ItemKey, u32>,
     matcher: Box<dyn Matcher>,
 }
@@ -342,6 +354,7 @@ impl StrategySet {
             if entry.target_id.is_empty() || entry.target_id.len() > 64 {
                 return Err(invalid("target_id must be 1-64 characters".to_string()));
             }
+            entry.media_ids.validate().map_err(invalid)?;
             if !BID_FACTOR_RANGE.contains(&entry.bid_factor) {
                 return Err(invalid(format!(
                     "bid_factor {} is outside the media's range {}..={}",
@@ -420,6 +433,7 @@ impl StrategySet {
             strategies.push(Strategy {
                 id,
                 target_id: Arc::from(entry.target_id.as_str()),
+                media_ids: entry.media_ids,
                 bid_factor: entry.bid_factor,
                 description: entry.description,
                 audience: text.trim().to_string(),
@@ -455,12 +469,25 @@ impl StrategySet {
                 s.is_plain().then(|| PlainAnswer {
                     id: s.id.clone(),
                     target_id: s.target_id.clone(),
+                    media_ids: s.media_ids,
                     bid_factor: s.bid_factor,
                 })
             })
             .collect();
+        let mut on_media: [Vec<u32>; 2] = Default::default();
+        let mut by_media_id: [HashMap<i64, Vec<u32>>; 2] = Default::default();
+        for (i, s) in strategies.iter().enumerate() {
+            for (m, media) in Media::NUMBERED.into_iter().enumerate() {
+                if let Some(id) = s.media_ids.on(media) {
+                    on_media[m].push(i as u32);
+                    by_media_id[m].entry(id).or_default().push(i as u32);
+                }
+            }
+        }
         Ok(Self {
             version,
+            on_media,
+            by_media_id,
             cache: file.cache,
             model,
             user_cap: file.user_cap,
@@ -495,6 +522,22 @@ impl StrategySet {
     #[inline]
     pub(crate) fn plain_answer(&self, i: usize) -> Option<&PlainAnswer> {
         self.plain.get(i).and_then(Option::as_ref)
+    }
+
+    /// The strategies `media` knows (carrying an id there), by position,
+    /// sorted; `None` for Tencent, which knows every strategy by `target_id`.
+    pub fn on_media(&self, media: Media) -> Option<&[u32]> {
+        let m = Media::NUMBERED.iter().position(|n| *n == media)?;
+        Some(&self.on_media[m])
+    }
+
+    /// The strategies carrying `id` on `media`, by position, sorted.
+    pub fn with_media_id(&self, media: Media, id: i64) -> &[u32] {
+        Media::NUMBERED
+            .iter()
+            .position(|n| *n == media)
+            .and_then(|m| self.by_media_id[m].get(&id))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The position of a strategy id in [`StrategySet::strategies`].

@@ -15,7 +15,7 @@ use crate::telemetry::{self, IgnoredId, Outcome};
 /// A request decided (or answered by default) on one API.
 #[derive(Debug, Clone, Copy)]
 pub struct DecisionAnswered {
-    /// The API it came in on (`grpc`, `grpc_batch`, `tencent`, `tencent_test`).
+    /// The API it came in on (`grpc`, `grpc_batch`, or a media: `tencent`, `tencent_test`, `oceanengine`, `meituan`, `meituan_test`).
     pub api: &'static str,
     /// How it ended.
     pub outcome: Outcome,

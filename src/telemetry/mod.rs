@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-/// Decisions made, by `api` (grpc, grpc_batch, tencent, tencent_test) and `outcome`.
+/// Decisions made, by `api` (grpc, grpc_batch, or a media endpoint: tencent,
+/// tencent_test, oceanengine, meituan, meituan_test) and `outcome`.
 pub const DECIDE_REQUESTS: &str = "rta_decide_requests_total";
 /// Server time per decision, by `api`.
 pub const DECIDE_DURATION: &str = "rta_decide_duration_seconds";
@@ -123,7 +124,7 @@ const SNAPSHOT_BUCKETS: &[f64] = &[0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60
 /// than "no data" and `increase()` sees their first failure (a counter that
 /// first appears at 1 has no earlier sample to rise from).
 pub fn register_failure_counters() {
-    for api in ["grpc", "grpc_batch", "tencent"] {
+    for api in ["grpc", "grpc_batch", "tencent", "oceanengine", "meituan"] {
         for outcome in [Outcome::Shed, Outcome::Deadline] {
             metrics::counter!(DECIDE_REQUESTS, "api" => api, "outcome" => outcome.label())
                 .increment(0);

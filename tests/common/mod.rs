@@ -2,6 +2,9 @@
 #![allow(dead_code)]
 
 pub mod kafka;
+pub mod raw_http;
+#[allow(unused_imports)]
+pub use raw_http::RawHttp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,19 +118,19 @@ pub async fn start_node(index: Arc<UserIndex>, source: StrategySource, clock: Cl
     start_node_with(index, source, clock, &Default::default(), test_options()).await
 }
 
-/// Starts a node over `index` with the Tencent endpoint configured by `tencent`.
+/// Starts a node over `index` with the media endpoints configured by `media`.
 async fn start_node_with(
     index: Arc<UserIndex>,
     source: StrategySource,
     clock: Clock,
-    tencent: &rta_engine::serve::tencent::TencentConfig,
+    media: &rta_engine::serve::endpoints::MediaEndpoints,
     opts: ServeOptions,
 ) -> TestNode {
     let taxonomy = Arc::new(Taxonomy::default_taxonomy());
     let set = source.load(&taxonomy).expect("strategies load");
     let engine = Arc::new(DecisionEngine::new(index, set, clock));
     let node = Arc::new(Node::new(engine, taxonomy, source));
-    let running = node::start_with(node.clone(), &opts, tencent)
+    let running = node::start_with(node.clone(), &opts, media)
         .await
         .expect("node starts");
     node.set_ready(true);
@@ -155,10 +158,10 @@ pub async fn start_serving(opts: ServeOptions) -> TestNode {
     start_golden_with(&Default::default(), opts).await
 }
 
-/// The golden population and demo strategies behind `tencent` and `opts`,
+/// The golden population and demo strategies behind `media` and `opts`,
 /// with the metrics recorder installed first so that every request counts.
 async fn start_golden_with(
-    tencent: &rta_engine::serve::tencent::TencentConfig,
+    media: &rta_engine::serve::endpoints::MediaEndpoints,
     opts: ServeOptions,
 ) -> TestNode {
     let _ = rta_engine::telemetry::prometheus();
@@ -167,7 +170,7 @@ async fn start_golden_with(
         index,
         StrategySource::Embedded(DEMO_STRATEGIES),
         Clock::Fixed(TODAY),
-        tencent,
+        media,
         opts,
     )
     .await
@@ -182,7 +185,17 @@ pub async fn start_golden() -> TestNode {
 /// Tencent RTA endpoint configured by `tencent`. Installs the metrics recorder
 /// first, so that every request of the test is counted.
 pub async fn start_tencent(tencent: rta_engine::serve::tencent::TencentConfig) -> TestNode {
-    start_golden_with(&tencent, test_options()).await
+    start_media(rta_engine::serve::endpoints::MediaEndpoints {
+        tencent,
+        ..Default::default()
+    })
+    .await
+}
+
+/// Starts a node over the golden population with the demo strategies and
+/// the media endpoints configured by `media`, metrics recorder first.
+pub async fn start_media(media: rta_engine::serve::endpoints::MediaEndpoints) -> TestNode {
+    start_golden_with(&media, test_options()).await
 }
 
 /// Starts a node over the golden population with the demo strategies whose
@@ -247,4 +260,27 @@ pub fn free_port() -> u16 {
         .local_addr()
         .expect("a bound socket has an address")
         .port()
+}
+
+/// The value of one series in Prometheus text: `name{label="v",...}` (labels
+/// in any order, a subset is enough) or a bare `name`; 0 when absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    let (name, labels) = series
+        .split_once('{')
+        .map_or((series, ""), |(n, l)| (n, l.trim_end_matches('}')));
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| {
+            let Some(rest) = l.strip_prefix(name) else {
+                return false;
+            };
+            (rest.starts_with('{') || rest.starts_with(' '))
+                && labels
+                    .split(',')
+                    .filter(|p| !p.is_empty())
+                    .all(|p| rest.contains(p))
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
 }

@@ -1,40 +1,38 @@
 //! Tencent Ads RTA over HTTP/protobuf: `POST /rta/tencent`, wire-compatible with
 //! the media's own `tencent.ad.rta` protocol (proto2), so that Tencent's RTA can
-//! call the engine without an adapter. Same decision path as the gRPC API
-//! ([`DecisionEngine::decide`]); only the wire format differs.
+//! call the engine without an adapter. One [`MediaProtocol`] of the media
+//! adapter layer ([`crate::serve::media`]), which does admission, limits and
+//! metrics for every media; this module only translates.
 //!
 //! What each request gets (pings, decisions, test traffic on the uncounted
 //! path, the default answer when shed or late, 400/413), how device ids are
 //! read (the cached id first, doubtful ids dropped, a malformed id ignored and
 //! counted rather than failing the request) and why: `docs/tencent.md`.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use md5::{Digest, Md5};
 use prost::Message;
-use tokio::sync::Semaphore;
 
 use super::InvalidRequest;
-use super::error::{ApiError, ErrorCode};
 use super::limits::MAX_EXPERIMENTS;
+use super::media::shape::{Nested, Shape};
+use super::media::{
+    Call, MediaConfig, MediaFields, MediaProtocol, Reply, SEVEN_DAYS, Translated, clamp_factor,
+};
 mod config;
-pub mod shape;
 
-use crate::decision::{Decision, DecisionEngine, DecisionRequest};
+pub use super::media::{CONTENT_TYPE, FailMode};
+use crate::decision::Decision;
 use crate::domain::ids::{DeviceIdKind as Kind, DeviceKey};
+use crate::domain::media::Media;
 use crate::strategy::{BID_FACTOR_RANGE, Os};
-use crate::telemetry::event::{DecisionAnswered, DeviceIdIgnored};
-use crate::telemetry::{self, IgnoredId, Outcome};
-pub use config::{FactorField, FailMode, TENCENT_MAX_CACHE_SECONDS, TencentConfig};
+use crate::telemetry::IgnoredId;
+pub use config::FactorField;
+
+/// The `[tencent]` section.
+pub type TencentConfig = MediaConfig<FactorField>;
+
+/// Tencent's ceiling for `response_cache_time`: 7 days.
+pub const TENCENT_MAX_CACHE_SECONDS: u32 = SEVEN_DAYS;
 
 /// Generated types of the `tencent.ad.rta` protocol (proto/tencent/rta.proto).
 pub mod pb {
@@ -45,11 +43,8 @@ pub mod pb {
 use pb::rta_request::device::{CacheDeviceIdType, DeviceIdTag};
 use pb::rta_request::{Device, OperatingSystem};
 
-/// Where the endpoint is served on the HTTP port.
+/// Where the endpoint is served by default.
 pub const PATH: &str = "/rta/tencent";
-
-/// The content type of answers.
-pub const CONTENT_TYPE: &str = "application/x-protobuf";
 
 /// `RtaResponse.code` values. The media reads 0 as "take" and anything else as
 /// "refuse all"; distinct non-zero codes tell the media's debugging tools why.
@@ -74,92 +69,110 @@ pub const MAX_DSP_TAG: usize = 20;
 /// request resolves at most 5 + 2 * 4 device keys.
 pub const MAX_QAID_INFOS: usize = 4;
 
-/// The endpoint's router: `POST /rta/tencent` behind its admission layer (load
-/// shedding and deadline), with the configured body limit. Empty when disabled.
-pub fn router(engine: Arc<DecisionEngine>, cfg: &TencentConfig) -> Router {
-    if !cfg.enabled {
-        return Router::new();
-    }
-    let endpoint = Arc::new(Endpoint::new(engine, cfg));
-    Router::new()
-        .route(PATH, post(answer))
-        .layer(DefaultBodyLimit::max(cfg.max_body_bytes))
-        .route_layer(middleware::from_fn_with_state(endpoint.clone(), admit))
-        .with_state(endpoint)
-}
+/// How many fields a request may carry on the wire: a real request has a few
+/// dozen, a second-round request with many ads a few hundred; a real device
+/// about twenty (ids, doubtful-id tags, CAIDs, openids).
+pub const SHAPE: Shape = Shape {
+    max_fields: 4096,
+    nested: &[
+        Nested {
+            tag: 5,
+            name: "device",
+            max_fields: Some(128),
+        },
+        Nested {
+            tag: 11,
+            name: "ad_infos",
+            max_fields: None,
+        },
+    ],
+};
 
-/// The endpoint's settings and what it answers from.
-struct Endpoint {
-    engine: Arc<DecisionEngine>,
-    deadline: Duration,
-    max_body_bytes: usize,
-    default_answer: FailMode,
-    min_cache_seconds: u32,
-    max_cache_seconds: u32,
+/// The Tencent adapter: which `TargetInfo` fields carry the bid factor.
+pub struct Tencent {
     user_weight_factor: bool,
     cpc_factor: bool,
-    in_flight: Semaphore,
+    factor_bounds: (f64, f64),
 }
 
-/// When the request reached the endpoint (set by [`admit`]).
-#[derive(Debug, Clone, Copy)]
-struct Arrival(Instant);
+impl MediaProtocol for Tencent {
+    const MEDIA: Media = Media::Tencent;
+    const TEST_API: &'static str = API_TEST;
+    type Fields = FactorField;
+    type Request = pb::RtaRequest;
 
-impl Endpoint {
-    fn new(engine: Arc<DecisionEngine>, cfg: &TencentConfig) -> Self {
+    fn new(cfg: &TencentConfig) -> Self {
         Self {
-            engine,
-            deadline: Duration::from_millis(cfg.deadline_ms),
-            max_body_bytes: cfg.max_body_bytes,
-            default_answer: cfg.default_answer,
-            min_cache_seconds: cfg.min_cache_seconds,
-            max_cache_seconds: cfg.max_cache_seconds,
             user_weight_factor: cfg
                 .bid_factor_fields
                 .contains(&FactorField::UserWeightFactor),
             cpc_factor: cfg.bid_factor_fields.contains(&FactorField::CpcFactor),
-            in_flight: Semaphore::new(cfg.max_in_flight),
+            factor_bounds: (cfg.min_bid_factor, cfg.max_bid_factor),
         }
     }
 
-    /// The configured default answer, counted as `reason` (shed or deadline).
-    fn default_response(
+    fn decode(&self, body: &[u8]) -> Result<pb::RtaRequest, InvalidRequest> {
+        read_request(body)
+    }
+
+    fn call(&self, req: &pb::RtaRequest) -> Call {
+        if req.is_ping() {
+            Call::Ping
+        } else if req.is_test() {
+            Call::Test
+        } else {
+            Call::Live
+        }
+    }
+
+    fn translate(
         &self,
-        arrival: Instant,
-        outcome: Outcome,
-        request_id: Option<String>,
+        req: &pb::RtaRequest,
         api: &'static str,
-    ) -> Response {
-        let code = match self.default_answer {
-            FailMode::FailOpen => code::TAKE,
-            FailMode::FailClosed => code::DEFAULT_REFUSE,
-        };
-        let elapsed = arrival.elapsed();
-        DecisionAnswered {
-            api,
-            outcome,
-            elapsed,
-        }
-        .emit();
-        protobuf(&pb::RtaResponse {
-            request_id,
-            code: Some(code),
-            processing_time_ms: Some(millis(elapsed)),
-            ..Default::default()
-        })
+    ) -> Result<Translated, InvalidRequest> {
+        Ok(translate(req, api))
     }
 
+    fn ping(&self, req: &pb::RtaRequest) -> Vec<u8> {
+        pb::RtaResponse {
+            request_id: req.id.clone(),
+            code: Some(code::TAKE),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    fn answer(&self, req: &pb::RtaRequest, d: &Decision<&str>, reply: Reply) -> Vec<u8> {
+        self.to_response(req.id.clone(), d, reply).encode_to_vec()
+    }
+
+    fn default_answer(&self, req: Option<&pb::RtaRequest>, take: bool, reply: Reply) -> Vec<u8> {
+        pb::RtaResponse {
+            request_id: req.and_then(|r| r.id.clone()),
+            code: Some(if take {
+                code::TAKE
+            } else {
+                code::DEFAULT_REFUSE
+            }),
+            processing_time_ms: Some(reply.millis()),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+impl Tencent {
     /// The answer to a decision.
     fn to_response(
         &self,
         request_id: Option<String>,
         d: &Decision<&str>,
-        elapsed: Duration,
+        reply: Reply,
     ) -> pb::RtaResponse {
         let mut out = pb::RtaResponse {
             request_id,
             code: Some(if d.take { code::TAKE } else { code::NO_MATCH }),
-            response_cache_time: self.cache_time(d.cache_seconds),
+            response_cache_time: reply.cache_seconds,
             ..Default::default()
         };
         for m in &d.matches {
@@ -167,7 +180,7 @@ impl Endpoint {
                 continue;
             }
             out.out_target_id.push(m.target_id.to_string());
-            let factor = media_factor(m.bid_factor);
+            let factor = clamp_factor(m.bid_factor, self.factor_bounds) as f32;
             out.target_infos.push(pb::rta_response::TargetInfo {
                 out_target_id: Some(m.target_id.to_string()),
                 user_weight_factor: self.user_weight_factor.then_some(factor),
@@ -177,159 +190,18 @@ impl Endpoint {
                 ..Default::default()
             });
         }
-        out.processing_time_ms = Some(millis(elapsed));
+        out.processing_time_ms = Some(reply.millis());
         out
     }
-
-    /// The decision's cache hint within the configured bounds; none for 0.
-    fn cache_time(&self, hint: u32) -> Option<u32> {
-        (hint > 0).then(|| hint.clamp(self.min_cache_seconds, self.max_cache_seconds))
-    }
 }
 
-/// The admission layer in front of the handler (the shape of linkerd's inbound
-/// stack: limits are layers, not code inside the service). A request that finds
-/// `max_in_flight` requests in progress is shed at once with the default answer;
-/// an admitted one must be answered within the deadline, counted from here, or it
-/// gets the default answer (the handler is dropped; decisions themselves take
-/// microseconds, so what runs out of time is reading a slow body or a queue).
-async fn admit(State(ep): State<Arc<Endpoint>>, mut req: Request, next: Next) -> Response {
-    let arrival = Instant::now();
-    let http1 = req.version() <= axum::http::Version::HTTP_11;
-    let Ok(_permit) = ep.in_flight.try_acquire() else {
-        return closing(
-            ep.default_response(arrival, Outcome::Shed, None, API),
-            http1,
-        );
-    };
-    req.extensions_mut().insert(Arrival(arrival));
-    match tokio::time::timeout(ep.deadline, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => closing(
-            ep.default_response(arrival, Outcome::Deadline, None, API),
-            http1,
-        ),
+impl MediaFields for FactorField {
+    const SECTION: &'static str = API;
+    const PATH: &'static str = PATH;
+    const MAX_CACHE_SECONDS: u32 = SEVEN_DAYS;
+    fn default_fields() -> Vec<Self> {
+        vec![FactorField::UserWeightFactor]
     }
-}
-
-/// An answer given before the body was read: on HTTP/1.1 the unread body
-/// leaves the connection unusable, so say it closes (else the client's next
-/// request on it meets a reset). HTTP/2 streams are independent: nothing to say.
-fn closing(mut response: Response, http1: bool) -> Response {
-    if http1 {
-        response.headers_mut().insert(
-            header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    response
-}
-
-/// `POST /rta/tencent`.
-async fn answer(State(ep): State<Arc<Endpoint>>, req: Request) -> Response {
-    let arrival = req
-        .extensions()
-        .get::<Arrival>()
-        .map_or_else(Instant::now, |a| a.0);
-    // a body announced over the limit is refused from its header, before
-    // waiting for bytes that would only be thrown away
-    let announced = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > ep.max_body_bytes as u64) {
-        return refused(
-            "body_size",
-            ErrorCode::TooLarge,
-            format!("Content-Length over the {}-byte limit", ep.max_body_bytes),
-        );
-    }
-    let body = match Bytes::from_request(req, &()).await {
-        Ok(b) => b,
-        Err(rejection) => return body_rejected(&rejection),
-    };
-    let req = match read_request(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            e.count(API);
-            return ApiError::from(e).into_plain_response();
-        }
-    };
-    if req.is_ping() {
-        metrics::counter!(telemetry::PINGS, "api" => API).increment(1);
-        return protobuf(&pb::RtaResponse {
-            request_id: req.id,
-            code: Some(code::TAKE),
-            ..Default::default()
-        });
-    }
-    let api = if req.is_test() { API_TEST } else { API };
-    if arrival.elapsed() >= ep.deadline {
-        // queued past the budget: answering fast beats deciding late
-        return ep.default_response(arrival, Outcome::Deadline, req.id, api);
-    }
-    let translated = Translated::from_request(&req, api);
-    let dreq = DecisionRequest {
-        devices: &translated.devices,
-        os: translated.os,
-        experiments: &translated.experiments,
-        only_strategies: &[],
-    };
-    let is_test = req.is_test();
-    let respond = |decision: &Decision<&str>| {
-        let elapsed = arrival.elapsed();
-        DecisionAnswered {
-            api,
-            outcome: decision.outcome,
-            elapsed,
-        }
-        .emit();
-        ep.to_response(req.id, decision, elapsed)
-    };
-    let response = if is_test {
-        // the uncounted path: test traffic is never a real opportunity
-        ep.engine.decide_uncounted_with(&dreq, respond)
-    } else {
-        if !translated.flagged.is_empty() {
-            ep.engine.flag_doubtful_ids(&translated.flagged);
-        }
-        ep.engine.decide_with(&dreq, respond)
-    };
-    protobuf(&response)
-}
-
-fn body_rejected(rejection: &BytesRejection) -> Response {
-    let (field, code) = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ("body_size", ErrorCode::TooLarge)
-    } else {
-        ("body", ErrorCode::InvalidArgument)
-    };
-    refused(field, code, rejection.body_text())
-}
-
-/// A request refused before it was decoded: counted by `field`, answered
-/// with `code`'s status and the message as text.
-fn refused(field: &'static str, code: ErrorCode, message: String) -> Response {
-    let invalid = InvalidRequest::new(field, field, message);
-    invalid.count(API);
-    ApiError {
-        code,
-        ..ApiError::from(invalid)
-    }
-    .into_plain_response()
-}
-
-fn protobuf(msg: &pb::RtaResponse) -> Response {
-    (
-        [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        Bytes::from(msg.encode_to_vec()),
-    )
-        .into_response()
-}
-
-fn millis(d: Duration) -> i32 {
-    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
 }
 
 /// A bid factor as the media takes it. Tencent's `user_weight_factor` and
@@ -338,10 +210,10 @@ fn millis(d: Duration) -> i32 {
 /// by default: the same scale as our bid factors, so the value is passed through,
 /// clamped to those bounds (strategy files are already validated against them).
 pub fn media_factor(bid_factor: f64) -> f32 {
-    if !bid_factor.is_finite() {
-        return 1.0;
-    }
-    bid_factor.clamp(*BID_FACTOR_RANGE.start(), *BID_FACTOR_RANGE.end()) as f32
+    clamp_factor(
+        bid_factor,
+        (*BID_FACTOR_RANGE.start(), *BID_FACTOR_RANGE.end()),
+    ) as f32
 }
 
 /// The `dsp_tag_str` of a strategy: the strategy id, which the media substitutes
@@ -363,9 +235,9 @@ pub fn dsp_tag(strategy_id: &str) -> String {
 }
 
 /// Decodes a request body after bounding its element count on the wire
-/// ([`shape::check`]); the endpoint's first step, and a fuzz target's.
+/// ([`SHAPE`]); the endpoint's first step, and a fuzz target's.
 pub fn read_request(body: &[u8]) -> Result<pb::RtaRequest, InvalidRequest> {
-    shape::check(body)?;
+    SHAPE.check(body)?;
     pb::RtaRequest::decode(body).map_err(|e| {
         InvalidRequest::new(
             "body",
@@ -375,53 +247,38 @@ pub fn read_request(body: &[u8]) -> Result<pb::RtaRequest, InvalidRequest> {
     })
 }
 
-/// A Tencent request as the decision sees it.
-#[derive(Debug)]
-pub struct Translated {
-    /// The usable device keys, the cached kind first.
-    pub devices: Vec<DeviceKey>,
-    /// Ids the media flagged as doubtful (not decided on).
-    pub flagged: Vec<DeviceKey>,
-    /// The device's platform.
-    pub os: Os,
-    /// The media's experiment ids.
-    pub experiments: Vec<u64>,
-}
-
-impl Translated {
-    /// Translates a decoded request; ids dropped on the way are counted under `api`.
-    pub fn from_request(req: &pb::RtaRequest, api: &'static str) -> Self {
-        let Some(device) = req.device.as_ref() else {
-            return Self {
-                devices: Vec::new(),
-                flagged: Vec::new(),
-                os: Os::Unknown,
-                experiments: experiments(req),
-            };
-        };
-        let os = match device.os.map(OperatingSystem::try_from) {
-            Some(Ok(OperatingSystem::OsAndroid)) => Os::Android,
-            Some(Ok(OperatingSystem::OsIos)) => Os::Ios,
-            Some(Ok(OperatingSystem::OsHarmony)) => Os::Harmony,
-            Some(Ok(
-                OperatingSystem::OsWindows
-                | OperatingSystem::OsSymbian
-                | OperatingSystem::OsJava
-                | OperatingSystem::OsMac,
-            )) => Os::Other,
-            // unknown and future enum values: tolerated, not guessed
-            _ => Os::Unknown,
-        };
-        let (mut keyed, flagged) = device_keys(device, api);
-        let cached = cached_kind(device);
-        // stable: the cached kind first, the rest keep their order
-        keyed.sort_by_key(|(kind, _)| Some(*kind) != cached);
-        Self {
-            devices: keyed.into_iter().map(|(_, k)| k).collect(),
-            flagged,
-            os,
+/// A decoded request as the decision sees it: the cached kind of id first,
+/// doubtful ids set apart; ids dropped on the way are counted under `api`.
+pub fn translate(req: &pb::RtaRequest, api: &'static str) -> Translated {
+    let Some(device) = req.device.as_ref() else {
+        return Translated {
             experiments: experiments(req),
-        }
+            ..Translated::default()
+        };
+    };
+    let os = match device.os.map(OperatingSystem::try_from) {
+        Some(Ok(OperatingSystem::OsAndroid)) => Os::Android,
+        Some(Ok(OperatingSystem::OsIos)) => Os::Ios,
+        Some(Ok(OperatingSystem::OsHarmony)) => Os::Harmony,
+        Some(Ok(
+            OperatingSystem::OsWindows
+            | OperatingSystem::OsSymbian
+            | OperatingSystem::OsJava
+            | OperatingSystem::OsMac,
+        )) => Os::Other,
+        // unknown and future enum values: tolerated, not guessed
+        _ => Os::Unknown,
+    };
+    let (mut keyed, flagged) = device_keys(device, api);
+    let cached = cached_kind(device);
+    // stable: the cached kind first, the rest keep their order
+    keyed.sort_by_key(|(kind, _)| Some(*kind) != cached);
+    Translated {
+        devices: keyed.into_iter().map(|(_, k)| k).collect(),
+        flagged,
+        os,
+        experiments: experiments(req),
+        asked: Vec::new(),
     }
 }
 
@@ -446,9 +303,7 @@ fn cached_kind(device: &Device) -> Option<Kind> {
     }
 }
 
-fn ignore(api: &'static str, field: &'static str, reason: IgnoredId) {
-    DeviceIdIgnored { api, field, reason }.emit();
-}
+use super::media::ignore;
 
 /// The usable device keys of a request, with their kind, and the keys the
 /// media flagged as doubtful (dropped; see the module docs for what else is

@@ -3,6 +3,7 @@
 use super::*;
 use crate::decision::MatchedStrategy;
 use crate::domain::ids::DeviceIdKind;
+use crate::telemetry::Outcome;
 
 fn md5_of(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
@@ -16,17 +17,6 @@ fn request(device: Device) -> pb::RtaRequest {
     }
 }
 
-fn endpoint(cfg: &TencentConfig) -> Endpoint {
-    let taxonomy = crate::domain::taxonomy::Taxonomy::default_taxonomy();
-    let set = crate::strategy::StrategySet::from_toml("", "<empty>", &taxonomy).unwrap();
-    let engine = DecisionEngine::new(
-        Arc::new(crate::index::UserIndex::default()),
-        set,
-        crate::decision::Clock::Fixed(1),
-    );
-    Endpoint::new(Arc::new(engine), cfg)
-}
-
 fn matched(
     strategy: &'static str,
     target: &'static str,
@@ -35,6 +25,8 @@ fn matched(
     MatchedStrategy {
         strategy_id: strategy,
         target_id: target,
+        media_ids: Default::default(),
+        variant: None,
         bid_factor: factor,
         pctr: None,
         pcvr: None,
@@ -53,7 +45,7 @@ fn exp_ids_reach_the_decision_request() {
             exp_id: Some(u32::MAX),
         },
     ];
-    let t = Translated::from_request(&req, API);
+    let t = translate(&req, API);
     assert_eq!(t.experiments, [32768, u64::from(u32::MAX)]);
 }
 
@@ -65,7 +57,7 @@ fn the_id_the_media_caches_by_is_looked_up_first() {
         cached_deviceid_type: Some(CacheDeviceIdType::OaidMd5 as i32),
         ..Default::default()
     };
-    let t = Translated::from_request(&request(device), API);
+    let t = translate(&request(device), API);
     let hex: Vec<String> = t.devices.iter().map(DeviceKey::to_hex).collect();
     assert_eq!(hex, [md5_of("oaid"), md5_of("imei")]);
 }
@@ -82,7 +74,7 @@ fn caid_is_looked_up_by_value_and_by_md5() {
         }],
         ..Default::default()
     };
-    let t = Translated::from_request(&request(device), API);
+    let t = translate(&request(device), API);
     assert_eq!(
         t.devices,
         [
@@ -104,7 +96,7 @@ fn empty_malformed_and_flagged_ids_are_dropped_and_the_rest_kept() {
         os: Some(OperatingSystem::OsIos as i32),
         ..Default::default()
     };
-    let t = Translated::from_request(&request(device), API);
+    let t = translate(&request(device), API);
     let hex: Vec<String> = t.devices.iter().map(DeviceKey::to_hex).collect();
     assert_eq!(hex, [md5_of("IDFA"), md5_of("aid")]);
     assert_eq!(t.os, Os::Ios);
@@ -117,11 +109,7 @@ fn oaid_doubtful_also_drops_the_oaid_md5() {
         doubtful_ids_list: vec![DeviceIdTag::OaidDoubtful as i32],
         ..Default::default()
     };
-    assert!(
-        Translated::from_request(&request(device), API)
-            .devices
-            .is_empty()
-    );
+    assert!(translate(&request(device), API).devices.is_empty());
 }
 
 #[test]
@@ -136,9 +124,7 @@ fn at_most_four_caid_entries_are_looked_at() {
         ..Default::default()
     };
     assert_eq!(
-        Translated::from_request(&request(device), API)
-            .devices
-            .len(),
+        translate(&request(device), API).devices.len(),
         MAX_QAID_INFOS
     );
 }
@@ -149,10 +135,7 @@ fn unknown_os_values_are_tolerated_as_unknown() {
         os: Some(42),
         ..Default::default()
     };
-    assert_eq!(
-        Translated::from_request(&request(device), API).os,
-        Os::Unknown
-    );
+    assert_eq!(translate(&request(device), API).os, Os::Unknown);
 }
 
 #[test]
@@ -176,7 +159,7 @@ fn dsp_tags_fit_the_media_limit_and_keep_short_ids() {
 
 #[test]
 fn a_decision_becomes_target_ids_and_infos_once_per_target_id() {
-    let ep = endpoint(&TencentConfig {
+    let ep = Tencent::new(&TencentConfig {
         bid_factor_fields: vec![FactorField::CpcFactor],
         ..Default::default()
     });
@@ -188,7 +171,11 @@ fn a_decision_becomes_target_ids_and_infos_once_per_target_id() {
         cache_seconds: 300,
         outcome: Outcome::Take,
     };
-    let r = ep.to_response(Some("id".into()), &d, Duration::from_micros(1500));
+    let reply = Reply {
+        elapsed: std::time::Duration::from_micros(1500),
+        cache_seconds: Some(300),
+    };
+    let r = ep.to_response(Some("id".into()), &d, reply);
     assert_eq!(r.code, Some(code::TAKE));
     assert_eq!(r.out_target_id, ["1", "2"]);
     assert_eq!(r.target_infos.len(), 2);
@@ -199,19 +186,6 @@ fn a_decision_becomes_target_ids_and_infos_once_per_target_id() {
     assert_eq!(r.target_infos[1].pcvr, Some(0.25));
     assert_eq!(r.response_cache_time, Some(300));
     assert_eq!(r.processing_time_ms, Some(1));
-}
-
-#[test]
-fn cache_hints_are_clamped_but_a_zero_hint_sends_no_cache_time() {
-    let ep = endpoint(&TencentConfig {
-        min_cache_seconds: 900,
-        max_cache_seconds: 1200,
-        ..Default::default()
-    });
-    assert_eq!(ep.cache_time(300), Some(900));
-    assert_eq!(ep.cache_time(1800), Some(1200));
-    assert_eq!(ep.cache_time(1000), Some(1000));
-    assert_eq!(ep.cache_time(0), None);
 }
 
 #[test]
@@ -226,7 +200,7 @@ fn harmony_and_mac_devices_reach_strategies_as_their_platform() {
             imei_md5sum: Some(md5_of("860000000000001")),
             ..Default::default()
         });
-        let t = Translated::from_request(&req, API);
+        let t = translate(&req, API);
         assert_eq!(t.os, expected, "{os:?}");
         // a Harmony device's IMEI md5 is looked up as on Android
         assert_eq!(t.devices.len(), 1);

@@ -1,79 +1,77 @@
-//! A walk over a Tencent request's protobuf wire bytes that bounds how many
+//! A walk over a media request's protobuf wire bytes that bounds how many
 //! elements it carries before prost decodes (and allocates) any of them.
 //!
-//! The body limit bounds bytes, not work: 20 KB of empty `qaid_infos` is
-//! 10,000 messages for prost to allocate, 50 times a normal request's CPU.
+//! The body limit bounds bytes, not work: 20 KB of empty Tencent `qaid_infos`
+//! is 10,000 messages for prost to allocate, 50 times a normal request's CPU.
 //! Counting fields on the wire costs a few hundred nanoseconds and no
 //! allocation. Bytes that are not valid protobuf pass through here
-//! untouched: prost's decode names what is wrong with them.
+//! untouched: prost's decode names what is wrong with them. (A packed
+//! repeated scalar is one field here; protocols bound its length after
+//! decoding, where it costs one allocation.)
 
 use prost::bytes::Buf;
 use prost::encoding::{WireType, decode_key, decode_varint};
 
 use crate::serve::InvalidRequest;
 
-/// Most fields one request may carry: its own, its device's and its ad
-/// infos' together. A real request has a few dozen; second-round requests
-/// with many ads a few hundred.
-pub const MAX_FIELDS: usize = 4096;
+/// How many fields a protocol's request may carry on the wire.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Most fields of the whole request, nested messages' fields included.
+    pub max_fields: usize,
+    /// Top-level message fields whose own fields are counted too.
+    pub nested: &'static [Nested],
+}
 
-/// Most fields of the `device` message (ids, doubtful-id tags, CAIDs,
-/// openids): a real device has about twenty.
-pub const MAX_DEVICE_FIELDS: usize = 128;
+/// A top-level message field of a [`Shape`].
+#[derive(Debug, Clone, Copy)]
+pub struct Nested {
+    /// Its field number.
+    pub tag: u32,
+    /// Its name, in errors and metric labels.
+    pub name: &'static str,
+    /// Most fields one occurrence may carry; `None` = only the request's total.
+    pub max_fields: Option<usize>,
+}
 
-/// `RtaRequest.device`.
-const DEVICE: u32 = 5;
-/// `RtaRequest.ad_infos`.
-const AD_INFOS: u32 = 11;
-
-/// Refuses a request whose wire bytes carry more fields than the limits
-/// above, naming the message that overflowed.
-pub fn check(body: &[u8]) -> Result<(), InvalidRequest> {
-    let mut budget = MAX_FIELDS;
-    let mut buf = body;
-    while buf.has_remaining() {
-        let Some((tag, value)) = next_field(&mut buf) else {
-            return Ok(());
-        };
-        spend(&mut budget, "body", "request")?;
-        match (tag, value) {
-            (DEVICE, Some(device)) => {
-                let mut device_budget = MAX_DEVICE_FIELDS;
-                let mut d = device;
-                while d.has_remaining() {
-                    if next_field(&mut d).is_none() {
-                        return Ok(());
-                    }
-                    spend(&mut device_budget, "device", "device")?;
-                    spend(&mut budget, "body", "request")?;
+impl Shape {
+    /// Refuses a request whose wire bytes carry more fields than the limits,
+    /// naming the message that overflowed.
+    pub fn check(&self, body: &[u8]) -> Result<(), InvalidRequest> {
+        let mut budget = self.max_fields;
+        let mut buf = body;
+        while buf.has_remaining() {
+            let Some((tag, value)) = next_field(&mut buf) else {
+                return Ok(());
+            };
+            spend(&mut budget, "body", "request", self.max_fields)?;
+            let (Some(nested), Some(inner)) = (self.nested.iter().find(|n| n.tag == tag), value)
+            else {
+                continue;
+            };
+            let mut own = nested.max_fields.unwrap_or(usize::MAX);
+            let mut d = inner;
+            while d.has_remaining() {
+                if next_field(&mut d).is_none() {
+                    return Ok(());
                 }
-            }
-            (AD_INFOS, Some(ad)) => {
-                let mut a = ad;
-                while a.has_remaining() {
-                    if next_field(&mut a).is_none() {
-                        return Ok(());
-                    }
-                    spend(&mut budget, "body", "request")?;
+                if let Some(limit) = nested.max_fields {
+                    spend(&mut own, nested.name, nested.name, limit)?;
                 }
+                spend(&mut budget, "body", "request", self.max_fields)?;
             }
-            _ => {}
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn spend(
     budget: &mut usize,
     field: &'static str,
     message: &'static str,
+    limit: usize,
 ) -> Result<(), InvalidRequest> {
     if *budget == 0 {
-        let limit = if field == "device" {
-            MAX_DEVICE_FIELDS
-        } else {
-            MAX_FIELDS
-        };
         return Err(InvalidRequest::new(
             field,
             field,
@@ -113,7 +111,14 @@ mod tests {
     use prost::Message;
 
     use super::*;
-    use crate::serve::tencent::pb;
+    use crate::serve::tencent::{SHAPE, pb};
+
+    const MAX_FIELDS: usize = SHAPE.max_fields;
+    const MAX_DEVICE_FIELDS: usize = 128;
+
+    fn check(body: &[u8]) -> Result<(), InvalidRequest> {
+        SHAPE.check(body)
+    }
 
     fn device_with_qaids(n: usize) -> Vec<u8> {
         pb::RtaRequest {
