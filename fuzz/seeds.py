@@ -9,6 +9,7 @@ Needs: pip install protobuf grpcio-tools   (as scripts/tencent_fixtures.py)
 Usage: python3 fuzz/seeds.py
 """
 
+import glob
 import importlib
 import json
 import os
@@ -87,6 +88,15 @@ def main():
     for case in ["match_imei", "caid", "doubtful_flagged", "is_test",
                  "malformed_and_empty_ids", "unknown_fields", "ping"]:
         write("tencent_request", case, read(f"tests/fixtures/tencent/{case}.bin"))
+
+    # Ocean Engine (selector byte 0) and Meituan (1): the bodies written by this
+    # runtime for tests/media.rs (scripts/media_fixtures.py)
+    for selector, media, prefix in [(b"\x00", "oceanengine", "oe"), (b"\x01", "meituan", "mt")]:
+        for path in sorted(glob.glob(os.path.join(ROOT, "tests", "fixtures", media, "*.bin"))):
+            case = os.path.basename(path)[: -len(".bin")]
+            if case == "too_many_rta_ids":
+                continue  # 50 KB of ids: the mutator finds the bound from a few
+            write("media_request", f"{prefix}_{case}", selector + read(f"tests/fixtures/{media}/{case}.bin"))
 
     # gRPC DecideRequest
     def decide(**kw):

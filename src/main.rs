@@ -241,7 +241,7 @@ fn serve(cfg: Config, demo_token: Option<String>) -> Result<()> {
             print_demo_commands(
                 &node.engine,
                 &cfg,
-                app.grpc_addr(),
+                (app.grpc_addr(), app.http_addr()),
                 (app.admin_addr(), token),
                 node.engine.today(),
                 &node.taxonomy,
@@ -257,7 +257,7 @@ fn serve(cfg: Config, demo_token: Option<String>) -> Result<()> {
 fn print_demo_commands(
     engine: &DecisionEngine,
     cfg: &Config,
-    grpc: SocketAddr,
+    (grpc, http): (SocketAddr, SocketAddr),
     (admin, token): (SocketAddr, &str),
     today: u16,
     taxonomy: &Taxonomy,
@@ -312,6 +312,20 @@ fn print_demo_commands(
             "  curl -s -H \"authorization: Bearer $RTA_TOKEN\" 'http://127.0.0.1:{admin_port}/explain?device={}&os=android'\n",
             key.to_hex()
         );
+        // the same device through each media's own protocol
+        let md5 = key.to_hex();
+        let port = http.port();
+        out += "  # the same device over the media protocols (needs pip install protobuf grpcio-tools)\n";
+        for (media, path) in cfg.media_endpoints().enabled_paths() {
+            let script = if media == "tencent" {
+                "tencent_request.py".to_string()
+            } else {
+                format!("media_request.py {media}")
+            };
+            out += &format!(
+                "  python3 scripts/{script} {md5} | curl -s --data-binary @- http://127.0.0.1:{port}{path} | python3 scripts/{script} --decode\n"
+            );
+        }
     }
     if let Some(key) = miss {
         out += &format!(

@@ -120,9 +120,14 @@ impl<F: MediaFields> MediaConfig<F> {
             return Err(FieldError::new(key("max_in_flight"), "must be 1..=1000000"));
         }
         if self.max_cache_seconds > F::MAX_CACHE_SECONDS {
+            let why = if F::MAX_CACHE_SECONDS == 0 {
+                " (the protocol carries no cache time)"
+            } else {
+                ""
+            };
             return Err(FieldError::new(
                 key("max_cache_seconds"),
-                format!("must be at most {}", F::MAX_CACHE_SECONDS),
+                format!("must be at most {}{why}", F::MAX_CACHE_SECONDS),
             ));
         }
         if self.min_cache_seconds > self.max_cache_seconds {
